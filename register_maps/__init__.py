@@ -1,0 +1,1 @@
+"""Register maps shipped with ampgate: one TOML file per device model (data, not code)."""
