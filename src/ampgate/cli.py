@@ -1,0 +1,58 @@
+"""The ``ampgate`` command line: one entry point, subcommands registered by their modules.
+
+Commissioning commands (maps, read, write, scan, simulate) live in ``ampgate.commission``; the
+daemon's commands (run, check-config, demo) in ``ampgate.daemon.commands``. Every
+:class:`~ampgate.errors.AmpgateError` becomes one clear line on stderr and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ampgate import __version__
+from ampgate.errors import AmpgateError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand registered."""
+    from ampgate import commission
+    from ampgate.daemon import commands
+
+    parser = argparse.ArgumentParser(
+        prog="ampgate",
+        description="Modbus gateway and dynamic load management for EV-charger sites.",
+    )
+    parser.add_argument("--version", action="version", version=f"ampgate {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs on errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commission.register(sub)
+    commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except AmpgateError as exc:
+        if args.debug:
+            raise
+        print(f"ampgate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
