@@ -1,0 +1,454 @@
+"""The daemon's latest state as frozen values: the only thing metrics and /healthz read.
+
+The daemon loop builds a new :class:`DaemonSnapshot` after every cycle and hands it to
+:meth:`SnapshotStore.publish`; the metrics collector and the health endpoint call
+:meth:`SnapshotStore.latest` from the HTTP server thread. A scrape therefore never causes Modbus
+traffic and never sees a half-updated state.
+
+How the daemon fills it (units are those in the attribute names; ``None`` = not known yet):
+
+* one :class:`DeviceSnapshot` per configured device, with ``charger=`` or ``meter=`` readings from
+  the latest successful poll (``None`` until the first one);
+* request statistics are cumulative since start: keep one :class:`RequestStats` per device, call
+  :meth:`RequestStats.record` after every Modbus request and put ``stats.snapshot()`` into the
+  device snapshot;
+* enum registers (EVSE status, IEC state, charge point state, current limit cause) become an
+  :class:`EnumState` via :func:`enum_state` from the decoded label and the map's enum
+  (``RegisterMap.enum_of(field)``), so every documented state is exported, 1 for the active one;
+* bit fields (warning/error codes) become :class:`BitState` tuples via :func:`bit_states` from the
+  raw register value and the map's bits (``RegisterMap.bits_of(field)``); for EVC2 error bits pass
+  ``ocpp_codes=evc2_error_ocpp_codes(voltages)`` to attach the OCPP 1.6 errorCode;
+* energies are kWh (convert a meter's Wh by its ``Reading.unit``); currents A; import positive.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import platform
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from ampgate import __version__
+
+RequestResult = Literal["ok", "timeout", "exception", "crc", "connection"]
+"""How a Modbus request ended: answered, no answer, exception response, bad CRC, no connection."""
+
+REQUEST_RESULTS: tuple[RequestResult, ...] = ("ok", "timeout", "exception", "crc", "connection")
+
+DEFAULT_RTT_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+"""Upper bounds (s) of the round-trip histogram; an RS485 read at 9600 Bd takes 20–100 ms."""
+
+PHASES: tuple[str, ...] = ("L1", "L2", "L3")
+
+
+def _frozen_mapping(items: Mapping) -> Mapping:
+    return MappingProxyType(dict(items))
+
+
+# --------------------------------------------------------------------------------------------
+# Request statistics
+
+
+@dataclass(frozen=True, slots=True)
+class RttHistogramSnapshot:
+    """Round-trip times of answered requests: cumulative bucket counts as Prometheus wants them.
+
+    ``cumulative_counts[i]`` counts observations ``<= bounds[i]``; observations above the last
+    bound are only in ``count`` (the ``+Inf`` bucket).
+    """
+
+    bounds: tuple[float, ...] = DEFAULT_RTT_BUCKETS
+    cumulative_counts: tuple[int, ...] = (0,) * len(DEFAULT_RTT_BUCKETS)
+    sum_seconds: float = 0.0
+    count: int = 0
+
+
+class RttHistogram:
+    """Accumulates round-trip times for one device; owned and updated by the daemon loop only."""
+
+    __slots__ = ("_bounds", "_count", "_counts", "_sum")
+
+    def __init__(self, bounds: Sequence[float] = DEFAULT_RTT_BUCKETS) -> None:
+        """Create an empty histogram with the given strictly increasing bucket upper bounds."""
+        bounds = tuple(float(b) for b in bounds)
+        if not bounds or any(b2 <= b1 for b1, b2 in itertools.pairwise(bounds)):
+            raise ValueError(f"histogram bounds must be non-empty and increasing, got {bounds}")
+        self._bounds = bounds
+        self._counts = [0] * len(bounds)  # per bucket, not cumulative
+        self._count = 0
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Add one round-trip time in seconds (negative values are clamped to 0)."""
+        seconds = max(0.0, float(seconds))
+        index = bisect.bisect_left(self._bounds, seconds)
+        if index < len(self._bounds):
+            self._counts[index] += 1
+        self._count += 1
+        self._sum += seconds
+
+    def snapshot(self) -> RttHistogramSnapshot:
+        """Return the current state as a frozen value with cumulative bucket counts."""
+        cumulative: list[int] = []
+        running = 0
+        for c in self._counts:
+            running += c
+            cumulative.append(running)
+        return RttHistogramSnapshot(self._bounds, tuple(cumulative), self._sum, self._count)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStatsSnapshot:
+    """Cumulative request counts for one device since the daemon started."""
+
+    by_result: Mapping[str, int] = field(
+        default_factory=lambda: _frozen_mapping(dict.fromkeys(REQUEST_RESULTS, 0))
+    )
+    """Count per :data:`REQUEST_RESULTS` kind; every kind present."""
+    by_exception_code: Mapping[int, int] = field(default_factory=lambda: _frozen_mapping({}))
+    """Exception responses per Modbus exception code (1 illegal function, 2 address, ...)."""
+    rtt: RttHistogramSnapshot = field(default_factory=RttHistogramSnapshot)
+
+
+class RequestStats:
+    """Mutable per-device request counters, updated by the daemon loop after each request."""
+
+    __slots__ = ("_by_code", "_by_result", "rtt")
+
+    def __init__(self, rtt_bounds: Sequence[float] = DEFAULT_RTT_BUCKETS) -> None:
+        """Start with every count at zero."""
+        self._by_result: dict[str, int] = dict.fromkeys(REQUEST_RESULTS, 0)
+        self._by_code: dict[int, int] = {}
+        self.rtt = RttHistogram(rtt_bounds)
+
+    def record(
+        self,
+        result: RequestResult,
+        *,
+        rtt_seconds: float | None = None,
+        exception_code: int | None = None,
+    ) -> None:
+        """Count one request; pass ``rtt_seconds`` if answered, ``exception_code`` if refused."""
+        if result not in self._by_result:
+            raise ValueError(f"request result {result!r} is not one of {REQUEST_RESULTS}")
+        self._by_result[result] += 1
+        if exception_code is not None:
+            code = int(exception_code)
+            self._by_code[code] = self._by_code.get(code, 0) + 1
+        if rtt_seconds is not None:
+            self.rtt.observe(rtt_seconds)
+
+    def snapshot(self) -> RequestStatsSnapshot:
+        """Return the counts as a frozen value."""
+        return RequestStatsSnapshot(
+            _frozen_mapping(self._by_result),
+            _frozen_mapping(self._by_code),
+            self.rtt.snapshot(),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Enum states and bit fields
+
+
+@dataclass(frozen=True, slots=True)
+class EnumState:
+    """A decoded enum register: the active label and every documented label (for a state set)."""
+
+    active: str | None
+    """The decoded label (``"unknown (N)"`` for undocumented values), ``None`` if not read."""
+    choices: tuple[str, ...] = ()
+    """Every documented label in register order; exported as 0 unless active."""
+
+
+def enum_state(active: object, choices: Mapping[int, str] | Iterable[str] | None) -> EnumState:
+    """Build an :class:`EnumState` from a decoded label and the map's enum (``enum_of``)."""
+    if choices is None:
+        labels: tuple[str, ...] = ()
+    elif isinstance(choices, Mapping):
+        labels = tuple(choices[k] for k in sorted(choices))
+    else:
+        labels = tuple(choices)
+    return EnumState(None if active is None else str(active), labels)
+
+
+@dataclass(frozen=True, slots=True)
+class BitState:
+    """One bit of a warning/error register."""
+
+    bit: int
+    label: str
+    active: bool
+    ocpp_error_code: str | None = None
+    """OCPP 1.6 StatusNotification errorCode for this bit, where one applies (error bits)."""
+
+
+def bit_states(
+    raw: int | None,
+    documented: Mapping[int, str] | None,
+    ocpp_codes: Mapping[int, str] | None = None,
+) -> tuple[BitState, ...]:
+    """Every documented bit (active or not) plus any active undocumented bit as ``unknown bit N``.
+
+    ``raw`` is the register value (``Reading.raw``); ``None`` (not read) gives every bit inactive.
+    """
+    documented = documented or {}
+    ocpp_codes = ocpp_codes or {}
+    value = int(raw) if raw is not None else 0
+    bits = set(documented)
+    bits.update(b for b in range(value.bit_length()) if value >> b & 1)
+    return tuple(
+        BitState(
+            bit=b,
+            label=documented.get(b, f"unknown bit {b}"),
+            active=bool(value >> b & 1),
+            ocpp_error_code=ocpp_codes.get(b),
+        )
+        for b in sorted(bits)
+    )
+
+
+#: EVC2 error bits (reg 35) → OCPP 1.6 errorCode; the mapping proposed in the diagnostics
+#: reference (data, not confirmed by Teltonika). Bit 0 is refined by :func:`evc2_error_ocpp_codes`.
+EVC2_ERROR_OCPP_CODES: Mapping[int, str] = MappingProxyType(
+    {
+        0: "OtherError",
+        1: "OtherError",
+        2: "GroundFailure",
+        3: "EVCommunicationError",
+        4: "OverCurrentFailure",
+        5: "HighTemperature",
+        6: "GroundFailure",
+        7: "OtherError",
+        8: "GroundFailure",
+        9: "ConnectorLockFailure",
+        10: "InternalError",
+    }
+)
+
+
+def evc2_error_ocpp_codes(
+    voltages: Iterable[float | None] = (),
+    *,
+    nominal_volts: float = 230.0,
+    tolerance: float = 0.10,
+) -> Mapping[int, str]:
+    """The EVC2 error-bit → OCPP mapping, with bit 0 (input voltage) decided from the voltages.
+
+    Bit 0 is ``OverVoltage`` if a phase is above nominal × (1 + tolerance), ``UnderVoltage`` if
+    a connected phase (> 0 V) is below nominal × (1 − tolerance), else ``OtherError``. The ±10 %
+    band is EN 50160's supply tolerance; the reference only says "decide from regs 0–2 vs nominal".
+    """
+    present = [v for v in voltages if v is not None]
+    code = "OtherError"
+    if any(v > nominal_volts * (1 + tolerance) for v in present):
+        code = "OverVoltage"
+    elif any(0 < v < nominal_volts * (1 - tolerance) for v in present):
+        code = "UnderVoltage"
+    return MappingProxyType({**EVC2_ERROR_OCPP_CODES, 0: code})
+
+
+# --------------------------------------------------------------------------------------------
+# Readings
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseValues:
+    """One value per phase L1..L3 in the device's own phase order; ``None`` = not available."""
+
+    l1: float | None = None
+    l2: float | None = None
+    l3: float | None = None
+
+    def items(self) -> tuple[tuple[str, float | None], ...]:
+        """``(("L1", l1), ("L2", l2), ("L3", l3))``."""
+        return (("L1", self.l1), ("L2", self.l2), ("L3", self.l3))
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerReadings:
+    """An EVC2 charger's values from the latest successful poll (and the gateway's setpoint)."""
+
+    voltage_volts: PhaseValues = field(default_factory=PhaseValues)
+    current_amperes: PhaseValues = field(default_factory=PhaseValues)
+    active_power_watts: float | None = None
+    session_energy_kwh: float | None = None
+    lifetime_energy_kwh: float | None = None
+    temperature_celsius: float | None = None
+    setpoint_amperes: float | None = None
+    """What the gateway last wrote to *Amps to use* (reg 15)."""
+    allowed_max_amperes: float | None = None
+    """The most this charger may get: min(amp limit reg 12, user max reg 29, configured max)."""
+    evse_status: EnumState = field(default_factory=lambda: EnumState(None))
+    iec_state: EnumState = field(default_factory=lambda: EnumState(None))
+    charge_point_state: EnumState = field(default_factory=lambda: EnumState(None))
+    current_limit_cause: EnumState = field(default_factory=lambda: EnumState(None))
+    warnings: tuple[BitState, ...] = ()
+    errors: tuple[BitState, ...] = ()
+    watchdog_seconds: float | None = None
+    """Communication timeout (reg 19) as read back from the charger."""
+    failsafe_amperes: float | None = None
+    """Failsafe current (reg 20) as read back from the charger."""
+    firmware_version: int | None = None
+    """Raw FW version register (reg 26), e.g. 20206."""
+
+
+def firmware_dotted(raw: int | None) -> str | None:
+    """Render a raw EVC2 firmware number as major.minor.patch (20206 → "2.2.6").
+
+    The encoding major×10000 + minor×100 + patch is inferred from release names, not confirmed
+    by Teltonika; always keep the raw number next to it.
+    """
+    if raw is None:
+        return None
+    raw = int(raw)
+    return f"{raw // 10000}.{raw // 100 % 100}.{raw % 100}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReadings:
+    """An energy meter's values from the latest successful poll; import positive."""
+
+    voltage_volts: PhaseValues = field(default_factory=PhaseValues)
+    current_amperes: PhaseValues = field(default_factory=PhaseValues)
+    power_watts: PhaseValues = field(default_factory=PhaseValues)
+    total_power_watts: float | None = None
+    frequency_hertz: float | None = None
+    energy_import_kwh: float | None = None
+    energy_export_kwh: float | None = None
+
+
+DeviceKind = Literal["charger", "meter"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """One configured device: identity, health, request statistics and latest readings."""
+
+    name: str
+    model: str
+    kind: DeviceKind
+    bus: str
+    unit_id: int
+    up: bool = False
+    last_success_unix: float | None = None
+    requests: RequestStatsSnapshot = field(default_factory=RequestStatsSnapshot)
+    charger: ChargerReadings | None = None
+    meter: MeterReadings | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# DLM, loop, build
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseAllocation:
+    """One phase of one fuse group in the latest DLM cycle (amperes, site phase order)."""
+
+    phase: str
+    limit_amperes: float
+    non_ev_load_amperes: float
+    allocated_amperes: float
+    available_amperes: float
+    headroom_amperes: float
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    """A fuse group in the latest DLM cycle."""
+
+    name: str
+    phases: tuple[PhaseAllocation, ...] = ()
+    meter_stale: bool = False
+    """True when this group's meter is stale and the fallback load is used."""
+
+
+@dataclass(frozen=True, slots=True)
+class DlmSnapshot:
+    """Engine totals since start and the latest cycle's allocation per group."""
+
+    groups: tuple[GroupSnapshot, ...] = ()
+    reason_counts: Mapping[str, int] = field(default_factory=lambda: _frozen_mapping({}))
+    """Cumulative count of setpoint decisions per engine reason (a small fixed set)."""
+    cycles_total: int = 0
+    last_cycle_duration_seconds: float | None = None
+    overload_detected_total: int = 0
+    """Cycles where a measured phase exceeded its limit; should stay zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoopHealth:
+    """When the poll → allocate → write loop last completed an iteration."""
+
+    last_iteration_monotonic: float | None = None
+    """``time.monotonic()`` at the end of the last iteration; drives /healthz."""
+    last_iteration_unix: float | None = None
+    """``time.time()`` at the same moment; exported as a timestamp."""
+    cycle_seconds: float | None = None
+    """Configured cycle interval."""
+
+
+def _pymodbus_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pymodbus")
+    except PackageNotFoundError:  # pragma: no cover - pymodbus is a dependency
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    """Versions exported as ``ampgate_build_info``."""
+
+    version: str = __version__
+    python_version: str = field(default_factory=platform.python_version)
+    pymodbus_version: str = field(default_factory=_pymodbus_version)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSnapshot:
+    """Everything metrics and /healthz know about the daemon at one moment."""
+
+    devices: tuple[DeviceSnapshot, ...] = ()
+    dlm: DlmSnapshot = field(default_factory=DlmSnapshot)
+    loop: LoopHealth = field(default_factory=LoopHealth)
+    build: BuildInfo = field(default_factory=BuildInfo)
+
+
+class SnapshotStore:
+    """Holds the latest :class:`DaemonSnapshot`; publish from the loop, read from any thread."""
+
+    __slots__ = ("_lock", "_snapshot")
+
+    def __init__(self, initial: DaemonSnapshot | None = None) -> None:
+        """Start with ``initial`` or an empty snapshot (no devices, loop never ran)."""
+        self._lock = threading.Lock()
+        self._snapshot = initial if initial is not None else DaemonSnapshot()
+
+    def publish(self, snapshot: DaemonSnapshot) -> None:
+        """Replace the latest snapshot atomically."""
+        if not isinstance(snapshot, DaemonSnapshot):
+            raise TypeError(f"expected a DaemonSnapshot, got {type(snapshot).__name__}")
+        with self._lock:
+            self._snapshot = snapshot
+
+    def latest(self) -> DaemonSnapshot:
+        """Return the latest published snapshot (never a partly updated one)."""
+        with self._lock:
+            return self._snapshot
