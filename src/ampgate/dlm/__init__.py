@@ -1,1 +1,55 @@
-"""ampgate.dlm."""
+"""Dynamic load management: a pure allocator from (site, measurements, state, now) to setpoints.
+
+No I/O, no clock, no asyncio, no pymodbus: time is an input, so the engine can be property-tested
+and simulated faster than real time. See :mod:`ampgate.dlm.model` for the values.
+"""
+
+from ampgate.dlm.model import (
+    MAX_CHARGING_CURRENT,
+    MIN_CHARGING_CURRENT,
+    PHASE_NAMES,
+    Allocation,
+    ChargerMemory,
+    ChargerReading,
+    ChargerSpec,
+    EngineSettings,
+    EngineState,
+    Group,
+    Measurements,
+    MeterLocation,
+    MeterMemory,
+    MeterReading,
+    MeterSpec,
+    PhaseAccount,
+    Rotation,
+    Setpoint,
+    Site,
+    VehicleState,
+    vehicle_state_from,
+)
+from ampgate.dlm.topology import check_site
+
+__all__ = [
+    "MAX_CHARGING_CURRENT",
+    "MIN_CHARGING_CURRENT",
+    "PHASE_NAMES",
+    "Allocation",
+    "ChargerMemory",
+    "ChargerReading",
+    "ChargerSpec",
+    "EngineSettings",
+    "EngineState",
+    "Group",
+    "Measurements",
+    "MeterLocation",
+    "MeterMemory",
+    "MeterReading",
+    "MeterSpec",
+    "PhaseAccount",
+    "Rotation",
+    "Setpoint",
+    "Site",
+    "VehicleState",
+    "check_site",
+    "vehicle_state_from",
+]

@@ -1,0 +1,366 @@
+"""Values the load-management engine takes and returns.
+
+Everything here is a frozen, slotted value: the site (a tree of fuse groups and the chargers
+hanging off them), the engine settings, one cycle's measurements, the engine's memory between
+cycles, and the allocation it returns. The engine (:func:`ampgate.dlm.allocate`) is a pure
+function of these values and ``now``; nothing here does I/O or reads a clock.
+
+Phases: the site's phases are numbered 0, 1, 2 (L1, L2, L3 of the main connection). A charger's
+own terminals are also numbered 0, 1, 2 (the charger's "L1".."L3", what reg 3–5 report); its
+:class:`Rotation` says which site phase each terminal sits on.
+
+Vocabulary (Bender DLM names in brackets):
+
+- group limit [EVSE Sub-Distribution Limit / Main Distribution Limit] — fuse per site phase
+- operator limit [Operator EVSE Sub-Distribution Limit] — optional cap ≤ fuse
+- headroom [External Load Headroom] — margin kept free below the limit
+- fallback load [External Load Fallback] — non-EV load assumed when the meter is stale, or the
+  static non-EV load of a group without a meter (0 for a dedicated charging sub-distribution)
+- meter location [External Meter Location] — *including* (meter sees building + chargers) or
+  *excluding* the chargers (meter sees the building only)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Literal
+
+PhaseTriple = tuple[float, float, float]
+"""One number per site phase (L1, L2, L3), in amps."""
+
+PHASE_NAMES = ("L1", "L2", "L3")
+MIN_CHARGING_CURRENT = 6
+"""IEC 61851 / EVC2 minimum: a setpoint is 0 or at least this many amps (1–5 A are invalid)."""
+MAX_CHARGING_CURRENT = 32
+"""EVC2 maximum setpoint (reg 15 range 0, 6–32)."""
+
+
+class Rotation(StrEnum):
+    """Phase rotation of a charger: which site phases its terminals L1, L2, L3 sit on.
+
+    ``L2L3L1`` (Bender "STR") means the charger's L1 is the site's L2, its L2 the site's L3 and
+    its L3 the site's L1.
+    """
+
+    L1L2L3 = "L1L2L3"  # RST, standard
+    L2L3L1 = "L2L3L1"  # STR
+    L3L1L2 = "L3L1L2"  # TRS
+
+    def site_phase(self, charger_phase: int) -> int:
+        """Return the site phase (0..2) the charger's terminal ``charger_phase`` (0..2) sits on."""
+        offset = {"L1L2L3": 0, "L2L3L1": 1, "L3L1L2": 2}[self.value]
+        return (charger_phase + offset) % 3
+
+
+class MeterLocation(StrEnum):
+    """Where a group's meter sits relative to the chargers under that group."""
+
+    INCLUDING = "including"  # meter sees non-EV load + the chargers under the group
+    EXCLUDING = "excluding"  # meter sees non-EV load only
+
+
+class VehicleState(Enum):
+    """What the engine needs to know about the car at a charger, derived from reg 6 / reg 33."""
+
+    NOT_CONNECTED = "not_connected"
+    CONNECTED = "connected"  # connected and authorised, not drawing (waiting / paused by us)
+    CHARGING = "charging"
+    SUSPENDED_BY_EV = "suspended_by_ev"  # D1: car stopped drawing (full, schedule); may resume
+    NOT_AUTHORISED = "not_authorised"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+    @property
+    def wants_current(self) -> bool:
+        """True when the engine should offer current to this car."""
+        return self in (
+            VehicleState.CONNECTED,
+            VehicleState.CHARGING,
+            VehicleState.SUSPENDED_BY_EV,
+        )
+
+
+_EVSE_STATUS = {  # EVC2 reg 6, enum a (newest revision)
+    0: VehicleState.CHARGING,  # C charging
+    1: VehicleState.CONNECTED,  # B1 connected, authorised, waiting for EV to start
+    2: VehicleState.CONNECTED,  # B2 authorised, was charging, not enough power
+    3: VehicleState.CONNECTED,  # B3 authorised, wasn't charging, not enough power
+    4: VehicleState.SUSPENDED_BY_EV,  # D1 charging stopped by EV
+    5: VehicleState.NOT_AUTHORISED,  # D2 no authorisation
+    6: VehicleState.NOT_AUTHORISED,  # D3 simplified CP / D state charging not allowed
+    7: VehicleState.NOT_CONNECTED,  # A EV not connected
+    8: VehicleState.ERROR,  # F error state
+    9: VehicleState.UNKNOWN,  # E unknown state
+}
+_IEC_STATE = {  # EVC2 reg 33, enum c
+    0: VehicleState.NOT_CONNECTED,  # A
+    1: VehicleState.CONNECTED,  # B1 pending authorisation, no PWM
+    2: VehicleState.CONNECTED,  # B2 ready, PWM active
+    3: VehicleState.CONNECTED,  # C1 S2 closed, no PWM (car wants, we offer nothing)
+    4: VehicleState.CHARGING,  # C2 charging
+    5: VehicleState.CONNECTED,  # D1 ventilation required, no PWM
+    6: VehicleState.CHARGING,  # D2 charging, ventilation required
+    7: VehicleState.ERROR,  # E control pilot fault
+    8: VehicleState.ERROR,  # F EVSE fault
+}
+
+
+def vehicle_state_from(evse_status: int | None, iec_state: int | None = None) -> VehicleState:
+    """Derive the vehicle state from EVC2 reg 6 (EVSE status, enum a), else reg 33 (IEC state).
+
+    Reg 6 wins when known because it separates "paused for power" (B2/B3) from "not authorised"
+    (D2). Values outside the documented enums give ``UNKNOWN`` (the engine then offers nothing
+    but still accounts for any measured draw).
+    """
+    if evse_status is not None and evse_status in _EVSE_STATUS:
+        state = _EVSE_STATUS[evse_status]
+        if state is not VehicleState.UNKNOWN or iec_state is None:
+            return state
+    if iec_state is not None and iec_state in _IEC_STATE:
+        return _IEC_STATE[iec_state]
+    return VehicleState.UNKNOWN
+
+
+# --------------------------------------------------------------------------- site
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A fuse (main connection, sub-distribution, dual-socket supply line) with its limits.
+
+    ``parent`` names the group upstream of this one (None for the root). Every charger under this
+    group (directly or through child groups) counts against every phase limit here.
+    """
+
+    id: str
+    limit: PhaseTriple
+    """Fuse rating per site phase, A."""
+    parent: str | None = None
+    operator_limit: PhaseTriple | None = None
+    """Optional operator cap per phase, each ≤ the fuse limit."""
+    headroom: PhaseTriple = (0.0, 0.0, 0.0)
+    """Margin kept free below the limit, per phase, A."""
+    fallback_load: PhaseTriple = (0.0, 0.0, 0.0)
+    """Non-EV load assumed when this group's meter is stale (or the group has no meter), A."""
+    power_cap_kw: float | None = None
+    """Optional cap on the total power through this group (all phases, EV + non-EV), kW."""
+    nominal_voltage: float = 230.0
+    """Phase-to-neutral voltage used to turn the power cap into amps."""
+    max_imbalance: float | None = None
+    """Optional cap on the difference between the phases' EV allocations in this group, A.
+
+    Applied to the EV allocation only (the building's own imbalance is not ours to control).
+    """
+
+    def effective_limit(self, phase: int) -> float:
+        """Return the limit that applies on ``phase``: the operator cap if set, else the fuse."""
+        if self.operator_limit is None:
+            return self.limit[phase]
+        return min(self.limit[phase], self.operator_limit[phase])
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """An energy meter measuring the current through a group's fuse."""
+
+    id: str
+    group: str
+    location: MeterLocation = MeterLocation.INCLUDING
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerSpec:
+    """A charge point as configured by the installer (reg 10–12 and 29 refine it at run time)."""
+
+    id: str
+    group: str
+    rotation: Rotation = Rotation.L1L2L3
+    wired_phases: tuple[int, ...] = (0, 1, 2)
+    """The charger's own terminals that are wired (charger terms): (0,) for a 1-phase install."""
+    min_current: int = MIN_CHARGING_CURRENT
+    """Below this the car is paused, not throttled (Bender "Minimum Current Limit")."""
+    max_current: int = MAX_CHARGING_CURRENT
+    phase_change_possible: bool = False
+    """The charger may be switched between 3-phase and 1-phase (reg 11)."""
+    priority: int = 0
+    """Higher is served first; equal priorities share fairly."""
+    failsafe_current: int = MIN_CHARGING_CURRENT
+    """Current the charger falls back to on a watchdog timeout (reg 20), before planning."""
+
+    def site_phases(self, charger_phases: tuple[int, ...] | frozenset[int]) -> tuple[int, ...]:
+        """Map charger terminals to site phases through this charger's rotation, sorted."""
+        return tuple(sorted({self.rotation.site_phase(p) for p in charger_phases}))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Tuning of the allocator. Defaults follow the Bender DLM and IEC 61851 reaction times."""
+
+    cycle_period_s: float = 1.0
+    ramp_up_a_per_s: float = 2.0
+    """Largest setpoint increase per second of elapsed time (at least 1 A per cycle)."""
+    hysteresis_a: int = 1
+    """An increase smaller than this is not made (decreases are always made)."""
+    restart_delay_s: float = 60.0
+    """A charger paused by the engine is not restarted before this many seconds."""
+    restart_margin_a: float = 1.0
+    """A paused charger restarts only if its minimum plus this margin fits."""
+    meter_stale_after_s: float = 5.0
+    """A meter reading older than this is stale."""
+    meter_hold_s: float = 10.0
+    """After the last good reading, hold the last non-EV load this long, then use the fallback."""
+    underdraw_margin_a: float = 2.0
+    underdraw_settle_s: float = 30.0
+    """A car drawing less than setpoint − margin for this long is lowered to draw + margin."""
+    phase_switch_interval_s: float = 300.0
+    """Never switch a charger between 1 and 3 phases more often than this."""
+    fairness_rotation_s: float = 300.0
+    """A running car keeps its slot over a waiting car of equal priority for this much more
+    charging time; then they swap (the paused car rotates)."""
+    failsafe_rotation_s: float = 3600.0
+    """How often the choice of chargers given failsafe 0 (when not all fit) rotates."""
+    phase_use_threshold_a: float = 1.0
+    """A charging car drawing at least this on a phase uses that phase."""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """The whole installation: groups (a tree), meters, chargers and the engine settings.
+
+    Build with :func:`ampgate.dlm.check_site` to validate; the engine assumes a valid site.
+    """
+
+    groups: tuple[Group, ...]
+    chargers: tuple[ChargerSpec, ...]
+    meters: tuple[MeterSpec, ...] = ()
+    settings: EngineSettings = field(default_factory=EngineSettings)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    """One meter's per-phase currents. A None phase is missing (never read as zero load)."""
+
+    currents: tuple[float | None, float | None, float | None]
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerReading:
+    """One charger's state as polled this cycle (charger terms: its own L1..L3)."""
+
+    online: bool
+    """False when the gateway could not reach the charger this cycle."""
+    currents: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Measured per-terminal currents (reg 3–5), A."""
+    vehicle: VehicleState = VehicleState.UNKNOWN
+    timestamp: float = 0.0
+    last_setpoint: int | None = None
+    """Amps to use (reg 15) as read back from the charger, if known."""
+    max_current: int | None = None
+    """Charger-reported cap (min of reg 12 amp limit and reg 29 user max), if known."""
+    phase_change_possible: bool | None = None
+    """Reg 11 as read, overriding the configured value when known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Measurements:
+    """Everything observed this cycle; missing meters/chargers are treated as stale/offline."""
+
+    meters: Mapping[str, MeterReading] = field(default_factory=dict)
+    chargers: Mapping[str, ChargerReading] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- engine memory
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerMemory:
+    """What the engine remembers about one charger between cycles."""
+
+    setpoint: int = 0
+    phases: Literal[1, 3] | None = None
+    """Last phase mode decided (only for phase-switchable chargers)."""
+    changed_at: float | None = None
+    paused_at: float | None = None
+    """When the engine last took this charger from > 0 to 0 while the car wanted current."""
+    phase_switched_at: float | None = None
+    served_s: float = 0.0
+    """Seconds this session with a setpoint > 0 (the fairness key)."""
+    phases_in_use: frozenset[int] | None = None
+    """Charger terminals the car was seen drawing on this session (None until known)."""
+    underdraw_since: float | None = None
+    underdraw_cap: int | None = None
+    session: bool = False
+    """A car is connected (a session is under way)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterMemory:
+    """Last good non-EV load derived from a meter, per site phase, and when it was read."""
+
+    non_ev_load: PhaseTriple
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """The engine's memory; start with ``EngineState()`` and feed back ``Allocation.state``."""
+
+    time: float | None = None
+    chargers: Mapping[str, ChargerMemory] = field(default_factory=dict)
+    meters: Mapping[str, MeterMemory] = field(default_factory=dict)
+    failsafe_offset: int = 0
+    failsafe_rotated_at: float | None = None
+
+
+# --------------------------------------------------------------------------- output
+
+
+@dataclass(frozen=True, slots=True)
+class Setpoint:
+    """What to write to one charger this cycle.
+
+    ``amps`` is 0 or in [max(6, min), max]; for an offline charger it is the current the engine
+    assumed it draws (nothing can be written). ``phases`` is the phase mode for a switchable
+    charger (1 means the charger's own L1; reg 14 value 0 for 1, 6 for 3), None otherwise.
+    """
+
+    amps: int
+    reason: str
+    reason_code: str
+    phases: Literal[1, 3] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseAccount:
+    """Accounting of one site phase of one group for this cycle (for metrics and logs).
+
+    ``available`` = limit − headroom − non-EV load (what chargers may use, can be negative);
+    ``allocated`` = Σ setpoints (and assumed draws of offline chargers) on this phase.
+    """
+
+    group: str
+    phase: int
+    limit: float
+    non_ev_load: float
+    non_ev_source: str
+    """"meter", "held" (stale reading held), "fallback" (stale too long) or "static" (no meter)."""
+    headroom: float
+    allocated: float
+    available: float
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """Result of one engine cycle."""
+
+    setpoints: Mapping[str, Setpoint]
+    state: EngineState
+    accounts: tuple[PhaseAccount, ...]
+    failsafe: Mapping[str, int]
+    """Failsafe current to program per charger (reg 20), see :func:`ampgate.dlm.plan_failsafe`."""
