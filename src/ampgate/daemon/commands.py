@@ -1,0 +1,110 @@
+"""The daemon's subcommands: ``run --config FILE``, ``check-config FILE`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from ampgate.config import PHASES, SiteConfig, check_config
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+def _amps(values: tuple[float, float, float] | None) -> str:
+    if values is None:
+        return "-"
+    if len(set(values)) == 1:
+        return f"3 x {values[0]:g} A"
+    return " / ".join(f"{p} {v:g} A" for p, v in zip(PHASES, values, strict=True))
+
+
+def describe_site(site: SiteConfig, out: TextIO) -> None:
+    """Print a summary of a valid site: buses, devices, the group tree and the failsafe plan."""
+    from ampgate.daemon.site import failsafe_plan, phase_loads
+
+    print(
+        f"site {site.site.name!r}: {len(site.buses)} bus(es), {len(site.meters)} meter(s), "
+        f"{len(site.chargers)} charger(s)",
+        file=out,
+    )
+    print("buses:", file=out)
+    for name, bus in site.buses.items():
+        if bus.kind == "serial":
+            line = f"serial {bus.port} {bus.baudrate} 8{bus.parity}{bus.stopbits}"
+        else:
+            line = f"tcp {bus.host}:{bus.port} ({bus.framing})"
+        print(f"  {name}: {line}, timeout {bus.timeout:g} s, retries {bus.retries}", file=out)
+    plan = failsafe_plan(site)
+    loads = phase_loads(site, plan)
+    print("groups (limit / operator limit / headroom / fallback load):", file=out)
+
+    def tree(group: str, depth: int) -> None:
+        g = site.groups[group]
+        pad = "  " * depth
+        print(
+            f"  {pad}{group}: {_amps(g.limit)} / {_amps(g.operator_limit)} / "
+            f"{_amps(g.headroom)} / {_amps(g.fallback_load)}",
+            file=out,
+        )
+        for m_name, meter in site.meters.items():
+            if meter.group == group:
+                print(
+                    f"  {pad}  meter {m_name}: {meter.model} on {meter.bus} unit "
+                    f"{meter.unit_id} ({meter.location})",
+                    file=out,
+                )
+        for c_name, c in site.chargers.items():
+            if c.group == group:
+                print(
+                    f"  {pad}  charger {c_name}: {c.model} on {c.bus} unit {c.unit_id}, "
+                    f"{c.phases}-phase {c.rotation}, {c.min_current}–{c.max_current} A, "
+                    f"priority {c.priority}",
+                    file=out,
+                )
+        for child in site.children(group):
+            tree(child, depth + 1)
+
+    for root in [n for n, g in site.groups.items() if g.parent is None]:
+        tree(root, 0)
+    print(
+        f"failsafe plan ({site.dlm.failsafe_policy}; watchdog {site.dlm.watchdog_seconds} s):",
+        file=out,
+    )
+    for name in site.chargers:
+        print(f"  {name}: {plan[name]} A", file=out)
+    for name, g in site.groups.items():
+        worst = ", ".join(
+            f"{p} {loads[name][i] + g.fallback_load[i]:g}/{g.limit[i]:g} A"
+            for i, p in enumerate(PHASES)
+        )
+        print(f"  if ampgate stops, {name} carries (failsafe + fallback / fuse): {worst}", file=out)
+    print(
+        f"dlm: cycle {site.dlm.cycle_seconds:g} s, slow poll every {site.dlm.slow_poll_every} "
+        f"cycles, shutdown {site.dlm.shutdown}; metrics on {site.metrics.listen}",
+        file=out,
+    )
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """``ampgate check-config FILE``: print every problem (exit 2) or a summary (exit 0)."""
+    site, problems = check_config(args.file)
+    if site is None:
+        print(f"{args.file}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{args.file}: valid")
+    describe_site(site, sys.stdout)
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the daemon's subcommands to the ``ampgate`` parser."""
+    p = subparsers.add_parser(
+        "check-config",
+        help="validate a site file and print every problem, or a summary of the site",
+    )
+    p.add_argument("file", help="site configuration (TOML)")
+    p.set_defaults(func=cmd_check_config)

@@ -1,0 +1,133 @@
+"""From the validated site file to the engine's values, and the failsafe check on the fuses.
+
+The config (pydantic, :mod:`ampgate.config`) is the edge; the engine (:mod:`ampgate.dlm`) takes
+frozen values. :func:`build_site` converts one into the other. :func:`failsafe_plan` returns the
+failsafe current (reg 20) per charger; :func:`failsafe_problems` says which fuse phase the plan
+plus the fallback load would overload if the gateway died.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ampgate.config import PHASES, SiteConfig
+from ampgate.dlm import (
+    ChargerSpec,
+    EngineSettings,
+    Group,
+    MeterLocation,
+    MeterSpec,
+    Rotation,
+    Site,
+)
+
+
+def engine_settings(config: SiteConfig) -> EngineSettings:
+    """Return the engine settings the ``[dlm]`` section asks for."""
+    dlm = config.dlm
+    return EngineSettings(
+        cycle_period_s=dlm.cycle_seconds,
+        ramp_up_a_per_s=dlm.ramp_up_amps_per_second,
+        hysteresis_a=dlm.hysteresis_amps,
+        restart_delay_s=dlm.restart_delay_seconds,
+        meter_stale_after_s=dlm.meter_stale_seconds,
+        meter_hold_s=dlm.meter_hold_seconds,
+    )
+
+
+def build_site(config: SiteConfig) -> Site:
+    """Return the engine's :class:`~ampgate.dlm.Site` for a validated config."""
+    groups = tuple(
+        Group(
+            id=name,
+            limit=tuple(float(v) for v in g.limit),  # type: ignore[arg-type]
+            parent=g.parent,
+            operator_limit=None
+            if g.operator_limit is None
+            else tuple(float(v) for v in g.operator_limit),  # type: ignore[arg-type]
+            headroom=tuple(float(v) for v in g.headroom),  # type: ignore[arg-type]
+            fallback_load=tuple(float(v) for v in g.fallback_load),  # type: ignore[arg-type]
+        )
+        for name, g in config.groups.items()
+    )
+    chargers = tuple(
+        ChargerSpec(
+            id=name,
+            group=c.group,
+            rotation=Rotation(c.rotation),
+            wired_phases=(0, 1, 2) if c.phases == 3 else (0,),
+            min_current=c.min_current,
+            max_current=c.max_current,
+            priority=c.priority,
+            failsafe_current=c.failsafe_current if c.failsafe_current is not None else 6,
+        )
+        for name, c in config.chargers.items()
+    )
+    meters = tuple(
+        MeterSpec(id=name, group=m.group, location=MeterLocation(m.location))
+        for name, m in config.meters.items()
+    )
+    return Site(groups=groups, chargers=chargers, meters=meters, settings=engine_settings(config))
+
+
+def failsafe_plan(config: SiteConfig) -> dict[str, int]:
+    """Return the failsafe current (reg 20, A) to program into each charger.
+
+    Policy ``fixed``: each charger's configured ``failsafe_current``. Policy ``share``: the
+    engine's plan (:func:`ampgate.dlm.plan_failsafe`), which fits every fuse phase with the
+    fallback load; a charger's configured ``failsafe_current`` is its ceiling in that plan.
+    """
+    if config.dlm.failsafe_policy == "fixed":
+        return {name: int(c.failsafe_current or 0) for name, c in config.chargers.items()}
+    from ampgate.dlm import plan_failsafe
+
+    plan = plan_failsafe(build_site(config))
+    return {name: int(plan[name]) for name in config.chargers}
+
+
+def phase_loads(config: SiteConfig, currents: Mapping[str, float]) -> dict[str, list[float]]:
+    """Sum per-charger currents onto each group's site phases, rotations applied."""
+    loads = {name: [0.0, 0.0, 0.0] for name in config.groups}
+    for name, charger in config.chargers.items():
+        amps = float(currents.get(name, 0))
+        rotation = Rotation(charger.rotation)
+        terminals = (0, 1, 2) if charger.phases == 3 else (0,)
+        site = {rotation.site_phase(t) for t in terminals}
+        for group in config.ancestors(charger.group):
+            for phase in site:
+                loads[group][phase] += amps
+    return loads
+
+
+def failsafe_problems(config: SiteConfig) -> list[str]:
+    """Name every fuse phase that the failsafe currents plus the fallback load would overload.
+
+    The check uses the fuse rating (``limit``), not the operator cap: it is about what happens
+    when the gateway is gone. A group's ``fallback_load`` is taken as the whole non-EV load
+    through that fuse (assumption: the main fuse's fallback includes any non-EV load of the
+    sub-distributions under it).
+    """
+    try:
+        plan = failsafe_plan(config)
+    except Exception as exc:  # an engine refusal is itself a problem to report
+        return [f"dlm.failsafe_policy: the engine cannot plan failsafe currents: {exc}"]
+    loads = phase_loads(config, plan)
+    problems = []
+    for name, group in config.groups.items():
+        for phase, label in enumerate(PHASES):
+            total = loads[name][phase] + group.fallback_load[phase]
+            if total > group.limit[phase] + 1e-9:
+                members = sorted(
+                    c
+                    for c, spec in config.chargers.items()
+                    if name in config.ancestors(spec.group) and plan.get(c, 0) > 0
+                )
+                problems.append(
+                    f"groups.{name}.limit: {label} {group.limit[phase]:g} A would be overloaded "
+                    f"if the gateway stopped: failsafe currents {loads[name][phase]:g} A "
+                    f"({', '.join(f'{c}={plan[c]}' for c in members) or 'none'}) + fallback load "
+                    f"{group.fallback_load[phase]:g} A = {total:g} A; allowed: failsafe sum + "
+                    "fallback <= limit (lower chargers.*.failsafe_current or use "
+                    "dlm.failsafe_policy = 'share')"
+                )
+    return problems
