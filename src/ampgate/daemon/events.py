@@ -1,0 +1,195 @@
+"""Gateway events: structured log records with snake_case names and key/value context.
+
+Each event is logged once, when its condition changes (a device goes offline, a bit is set), not
+every cycle. :class:`EventLog` keeps the state needed for that (who is online, which bits are
+set, recent online/offline changes for flapping) and a short ring of recent events for the demo
+view. Event names are stable: ``device_online``, ``device_offline``, ``device_flapping``,
+``meter_stale``, ``meter_fresh``, ``charger_warning_set``, ``charger_warning_cleared``,
+``charger_error_set``, ``charger_error_cleared``, ``setpoint_changed``, ``config_mismatch``,
+``device_identity_mismatch``, ``watchdog_programmed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ampgate.daemon.snapshot import evc2_error_ocpp_codes
+from ampgate.logging import get_logger
+
+FLAP_WINDOW_SECONDS = 600.0
+"""Reconnect storm window (operator fault dictionary F-0302: > 5 reconnects in 10 min)."""
+FLAP_LIMIT = 5
+"""More than this many online↔offline changes in the window is flapping."""
+
+#: EVC2 warning bits (reg 34) that have an OCPP 1.6 errorCode (diagnostics reference): only the
+#: NFC module fault (ReaderFailure); the other warnings are not faults in OCPP terms.
+EVC2_WARNING_OCPP_CODES: Mapping[int, str] = MappingProxyType({9: "ReaderFailure"})
+
+_HINTS = {
+    "device_offline": "check power, wiring, termination, unit id and baud rate",
+    "device_flapping": "intermittent link: check wiring, termination, bias and baud rate",
+    "meter_stale": "the engine uses the configured fallback load until the meter answers",
+    "config_mismatch": "changed outside ampgate (e.g. the TeltoCharge app); ampgate re-applies it",
+    "device_identity_mismatch": "wrong device at this unit id or wrong model in the site file",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as kept in the recent-events ring (the log record has the same fields)."""
+
+    time: float
+    name: str
+    device: str | None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def active_bits(raw: int | None) -> frozenset[int]:
+    """Return the set bit numbers of a register value (empty for None)."""
+    if raw is None:
+        return frozenset()
+    value = int(raw)
+    return frozenset(b for b in range(value.bit_length()) if value >> b & 1)
+
+
+class EventLog:
+    """Turns observed state into events, each logged once when its condition changes."""
+
+    def __init__(
+        self,
+        logger: Any | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        keep: int = 50,
+    ) -> None:
+        """Log through ``logger`` (default: structlog ``ampgate.daemon``); keep ``keep`` events."""
+        self._log = logger if logger is not None else get_logger("ampgate.daemon")
+        self._clock = clock
+        self.recent: deque[Event] = deque(maxlen=keep)
+        self._online: dict[str, bool] = {}
+        self._changes: dict[str, deque[float]] = {}
+        self._flapping: set[str] = set()
+        self._stale: dict[str, bool] = {}
+        self._bits: dict[tuple[str, str], frozenset[int]] = {}
+        self.counts: dict[str, int] = {}
+
+    def emit(
+        self, name: str, level: str = "info", device: str | None = None, **context: Any
+    ) -> None:
+        """Log one event and keep it in the ring."""
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self.recent.append(Event(self._clock(), name, device, MappingProxyType(dict(context))))
+        if name in _HINTS and "hint" not in context:
+            context["hint"] = _HINTS[name]
+        if device is not None:
+            context["device"] = device
+        getattr(self._log, level)(name, **context)
+
+    # -- availability -----------------------------------------------------------------------
+
+    def device_seen(self, device: str, online: bool, **context: Any) -> None:
+        """Record whether ``device`` answered this time; log online/offline/flapping changes."""
+        before = self._online.get(device)
+        self._online[device] = online
+        if before is online:
+            return
+        if before is None and online:
+            self.emit("device_online", device=device, first=True, **context)
+            return
+        if before is None:
+            self.emit("device_offline", "warning", device=device, first=True, **context)
+            return
+        self.emit(
+            "device_online" if online else "device_offline",
+            "info" if online else "warning",
+            device=device,
+            **context,
+        )
+        now = self._clock()
+        changes = self._changes.setdefault(device, deque())
+        changes.append(now)
+        while changes and changes[0] < now - FLAP_WINDOW_SECONDS:
+            changes.popleft()
+        if len(changes) > FLAP_LIMIT and device not in self._flapping:
+            self._flapping.add(device)
+            self.emit(
+                "device_flapping",
+                "warning",
+                device=device,
+                changes=len(changes),
+                window_seconds=FLAP_WINDOW_SECONDS,
+            )
+        elif len(changes) <= FLAP_LIMIT:
+            self._flapping.discard(device)
+
+    def is_online(self, device: str) -> bool | None:
+        """Last known availability (None before the first poll)."""
+        return self._online.get(device)
+
+    def is_flapping(self, device: str) -> bool:
+        """True while ``device`` has changed state more than the limit within the window."""
+        return device in self._flapping
+
+    def meter_freshness(self, meter: str, stale: bool, **context: Any) -> None:
+        """Log ``meter_stale`` / ``meter_fresh`` when a meter's freshness changes."""
+        before = self._stale.get(meter)
+        self._stale[meter] = stale
+        if before is stale or (before is None and not stale):
+            return
+        if stale:
+            self.emit("meter_stale", "warning", device=meter, **context)
+        else:
+            self.emit("meter_fresh", device=meter, **context)
+
+    # -- charger diagnostics ----------------------------------------------------------------
+
+    def charger_bits(
+        self,
+        charger: str,
+        *,
+        warning_raw: int | None,
+        error_raw: int | None,
+        warning_labels: Mapping[int, str] | None,
+        error_labels: Mapping[int, str] | None,
+        voltages: Iterable[float | None] = (),
+    ) -> None:
+        """Log each warning/error bit that was set or cleared since the last poll.
+
+        Error bits carry the OCPP 1.6 errorCode (bit 0 OverVoltage/UnderVoltage decided from the
+        voltages vs 230 V nominal); undocumented bits are named ``unknown bit N``.
+        """
+        error_codes = evc2_error_ocpp_codes(voltages)
+        for kind, raw, labels, codes in (
+            ("warning", warning_raw, warning_labels, EVC2_WARNING_OCPP_CODES),
+            ("error", error_raw, error_labels, error_codes),
+        ):
+            if raw is None:
+                continue
+            now = active_bits(raw)
+            before = self._bits.get((charger, kind), frozenset())
+            self._bits[(charger, kind)] = now
+            labels = labels or {}
+            for bit in sorted(now - before):
+                self.emit(
+                    f"charger_{kind}_set",
+                    "error" if kind == "error" else "warning",
+                    device=charger,
+                    bit=bit,
+                    name=labels.get(bit, f"unknown bit {bit}"),
+                    ocpp_error_code=codes.get(bit),
+                    raw=int(raw),
+                )
+            for bit in sorted(before - now):
+                self.emit(
+                    f"charger_{kind}_cleared",
+                    device=charger,
+                    bit=bit,
+                    name=labels.get(bit, f"unknown bit {bit}"),
+                    ocpp_error_code=codes.get(bit),
+                    raw=int(raw),
+                )
