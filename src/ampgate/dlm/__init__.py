@@ -4,6 +4,8 @@ No I/O, no clock, no asyncio, no pymodbus: time is an input, so the engine can b
 and simulated faster than real time. See :mod:`ampgate.dlm.model` for the values.
 """
 
+from ampgate.dlm.engine import allocate
+from ampgate.dlm.failsafe import plan_failsafe
 from ampgate.dlm.model import (
     MAX_CHARGING_CURRENT,
     MIN_CHARGING_CURRENT,
@@ -50,6 +52,8 @@ __all__ = [
     "Setpoint",
     "Site",
     "VehicleState",
+    "allocate",
     "check_site",
+    "plan_failsafe",
     "vehicle_state_from",
 ]
