@@ -8,12 +8,12 @@ than the stall limit, 503 with ``"stalled"`` when it is older and 503 with ``"st
 the first iteration. The stall limit defaults to 3 × cycle + 5 s (the cycle taken from the
 snapshot's :attr:`LoopHealth.cycle_seconds`, 10 s when unknown).
 
-Default address: 127.0.0.1:9734 (loopback only; 9734 is not in Prometheus' default port
-allocation list as far as we know — change it in the configuration if it collides).
+Default address: 127.0.0.1:9740 (loopback only), the default of ``[metrics] listen`` in the
+site configuration; put a reverse proxy or a Prometheus on the same host in front of it.
 
 Use from the daemon::
 
-    server = MetricsHttpServer(store, host="127.0.0.1", port=9734)
+    server = MetricsHttpServer(store, host=host, port=port)  # site.metrics.host_port()
     server.start()          # returns once the socket is bound (port 0 picks a free one)
     ...
     server.stop()
@@ -37,7 +37,7 @@ from ampgate.errors import ConfigError
 from ampgate.metrics import build_registry
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9734
+DEFAULT_PORT = 9740
 DEFAULT_CYCLE_SECONDS = 10.0
 
 
