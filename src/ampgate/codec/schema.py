@@ -79,8 +79,8 @@ class FieldSpec(_Strict):
     scale: float = 1.0
     """Engineering value = raw × scale (0.1 for a register holding tenths)."""
     unit: str | None = None
-    """Unit of the scaled value (``V``, ``A``, ``W``, ``kWh``, ``s``, ``°C``; ``1`` = dimensionless).
-    Required unless the field is an enum or a bit field."""
+    """Unit of the scaled value (``V``, ``A``, ``W``, ``kWh``, ``s``, ``°C``; ``1`` =
+    dimensionless). Required unless the field is an enum or a bit field."""
     access: Access = "R"
     description: str = ""
     enum: str | None = None
