@@ -218,3 +218,14 @@ def realistic_snapshot(now_monotonic: float | None = None) -> DaemonSnapshot:
 def store() -> SnapshotStore:
     """A store holding :func:`realistic_snapshot` taken now."""
     return SnapshotStore(realistic_snapshot())
+
+
+def exposed_metric_names() -> set[str]:
+    """Every sample name the collector exposes for :func:`realistic_snapshot` (with suffixes)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ampgate.metrics import build_registry
+
+    text = generate_latest(build_registry(SnapshotStore(realistic_snapshot()))).decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
