@@ -322,10 +322,21 @@ def _pydantic_problems(prefix: str, model: type[BaseModel], exc: ValidationError
 
 
 def _model_catalogue() -> dict[str, str]:
-    """Return ``{model_id: kind}`` for every shipped register map."""
-    from ampgate.codec import list_models, load_map
+    """Return ``{model_id: kind}`` for every shipped register map.
 
-    return {m: load_map(m).model.kind for m in list_models()}
+    A map that fails to load gets the kind ``"broken: <problem>"``, so a site using it is told
+    why instead of the whole check failing.
+    """
+    from ampgate.codec import list_models, load_map
+    from ampgate.errors import MapError
+
+    catalogue = {}
+    for model in list_models():
+        try:
+            catalogue[model] = load_map(model).model.kind
+        except MapError as exc:
+            catalogue[model] = f"broken: {exc}"
+    return catalogue
 
 
 class _Checker:
@@ -427,6 +438,11 @@ class _Checker:
             self.problems.append(
                 f"{path}.model: {model!r} is not a known model; allowed: {', '.join(fitting)}"
             )
+        elif self.catalogue[model].startswith("broken: "):  # type: ignore[index]
+            self.problems.append(
+                f"{path}.model: the register map of {model!r} cannot be loaded "
+                f"({self.catalogue[model].removeprefix('broken: ')})"  # type: ignore[index]
+            )
         elif self.catalogue[model] != want:  # type: ignore[index]
             self.problems.append(
                 f"{path}.model: {model!r} is a {self.catalogue[model]} map, not a {want}; "  # type: ignore[index]
@@ -506,13 +522,17 @@ class _Checker:
             for label, amps in (("limit", group.limit), ("operator_limit", group.operator_limit)):
                 if amps is None:
                     continue
-                for phase, value in zip(PHASES, amps, strict=True):
-                    if value < MIN_CHARGING_CURRENT:
-                        self.problems.append(
-                            f"groups.{name}.{label}: {phase} {value} A is below the "
-                            f"{MIN_CHARGING_CURRENT} A a charger needs; allowed: >= "
-                            f"{MIN_CHARGING_CURRENT} A"
-                        )
+                low = [
+                    f"{phase} {value:g} A"
+                    for phase, value in zip(PHASES, amps, strict=True)
+                    if value < MIN_CHARGING_CURRENT
+                ]
+                if low:
+                    self.problems.append(
+                        f"groups.{name}.{label}: {', '.join(low)} below the "
+                        f"{MIN_CHARGING_CURRENT} A a charger needs; allowed: >= "
+                        f"{MIN_CHARGING_CURRENT} A on every phase"
+                    )
             if group.operator_limit is not None:
                 for phase, op, fuse in zip(PHASES, group.operator_limit, group.limit, strict=True):
                     if op > fuse:

@@ -100,8 +100,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """``ampgate run --config FILE``: refuse an invalid file naming each problem, else run."""
+    site, problems = check_config(args.config)
+    if site is None:
+        print(f"{args.config}: refusing to start: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    from ampgate.daemon.run import run_daemon
+
+    return run_daemon(args.config)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the daemon's subcommands to the ``ampgate`` parser."""
+    p = subparsers.add_parser("run", help="run the gateway for a site file")
+    p.add_argument("--config", required=True, help="site configuration (TOML)")
+    p.set_defaults(func=cmd_run)
     p = subparsers.add_parser(
         "check-config",
         help="validate a site file and print every problem, or a summary of the site",

@@ -115,7 +115,14 @@ def failsafe_problems(config: SiteConfig) -> list[str]:
     problems = []
     for name, group in config.groups.items():
         for phase, label in enumerate(PHASES):
-            total = loads[name][phase] + group.fallback_load[phase]
+            fallback = group.fallback_load[phase]
+            if fallback > group.limit[phase]:
+                problems.append(
+                    f"groups.{name}.fallback_load: {label} {fallback:g} A alone exceeds the limit "
+                    f"{group.limit[phase]:g} A; allowed: <= limit"
+                )
+                continue
+            total = loads[name][phase] + fallback
             if total > group.limit[phase] + 1e-9:
                 members = sorted(
                     c
@@ -125,9 +132,8 @@ def failsafe_problems(config: SiteConfig) -> list[str]:
                 problems.append(
                     f"groups.{name}.limit: {label} {group.limit[phase]:g} A would be overloaded "
                     f"if the gateway stopped: failsafe currents {loads[name][phase]:g} A "
-                    f"({', '.join(f'{c}={plan[c]}' for c in members) or 'none'}) + fallback load "
-                    f"{group.fallback_load[phase]:g} A = {total:g} A; allowed: failsafe sum + "
-                    "fallback <= limit (lower chargers.*.failsafe_current or use "
-                    "dlm.failsafe_policy = 'share')"
+                    f"({', '.join(f'{c}={plan[c]}' for c in members)}) + fallback load "
+                    f"{fallback:g} A = {total:g} A; allowed: failsafe sum + fallback <= limit "
+                    "(lower chargers.*.failsafe_current or use dlm.failsafe_policy = 'share')"
                 )
     return problems
