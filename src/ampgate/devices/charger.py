@@ -1,0 +1,150 @@
+"""TeltoCharge EVC2 charger: the reads and writes the daemon needs, typed.
+
+Setpoint writes that lower the current (or whose previous value is unknown) use the bus's
+priority lane, so they overtake queued reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ampgate.codec import Reading
+from ampgate.codec.encode import encode_field
+from ampgate.devices.device import ModbusDevice, WriteOutcome, values_of
+
+PHASES = ("l1", "l2", "l3")
+FAST_FIELDS: tuple[str, ...] = (
+    *(f"voltage_{p}" for p in PHASES),
+    *(f"current_{p}" for p in PHASES),
+    "evse_status",
+    "charge_point_state",
+    "iec_state",
+    "warning_code",
+    "error_code",
+    "current_limit_cause",
+    "amps_to_use",
+    "active_power",
+)
+SLOW_FIELDS: tuple[str, ...] = (
+    "evse_id",
+    "product_code",
+    "serial_number",
+    "firmware_version",
+    "three_phase_possible",
+    "phase_change_possible",
+    "amp_limit",
+    "phase_connected",
+    "phase_to_use",
+    "socket_lock_mode",
+    "communication_timeout",
+    "failsafe_current",
+    "require_authorization",
+    "max_power_from_grid",
+    "user_max_current",
+    "lock_status",
+    "internal_temperature",
+    "ocpp_connected",
+    "max_supported_power",
+    "session_energy",
+    "session_duration",
+    "lifetime_energy",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerFast:
+    """The fast-poll values of a charger (engineering units; None when missing)."""
+
+    voltages: tuple[float | None, float | None, float | None]
+    currents: tuple[float | None, float | None, float | None]
+    evse_status: str | None
+    charge_point_state: str | None
+    iec_state: str | None
+    warnings: frozenset[str]
+    errors: frozenset[str]
+    current_limit_cause: str | None
+    amps_to_use: float | None
+    active_power: float | None
+    readings: Mapping[str, Reading]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerSlow:
+    """Settings, identity and energy counters (read rarely; the user can change settings)."""
+
+    firmware_version: int | None
+    serial_number: int | None
+    product_code: int | None
+    communication_timeout: float | None
+    failsafe_current: float | None
+    session_energy_kwh: float | None
+    lifetime_energy_kwh: float | None
+    readings: Mapping[str, Reading]
+
+
+def _set(value: object) -> frozenset[str]:
+    return value if isinstance(value, frozenset) else frozenset()
+
+
+class Charger(ModbusDevice):
+    """An EVC2 charger (map ``teltocharge-evc2`` or a compatible one)."""
+
+    last_setpoint: float | None = None
+
+    async def read_fast(self) -> ChargerFast:
+        """Currents, voltages, statuses, errors, warnings, setpoint and active power."""
+        r = await self.read_fields(FAST_FIELDS, gap=8)
+        v = values_of(r, *(f"voltage_{p}" for p in PHASES))
+        c = values_of(r, *(f"current_{p}" for p in PHASES))
+        self.last_setpoint = r["amps_to_use"].value  # type: ignore[assignment]
+        return ChargerFast(
+            voltages=v,  # type: ignore[arg-type]
+            currents=c,  # type: ignore[arg-type]
+            evse_status=r["evse_status"].value,  # type: ignore[arg-type]
+            charge_point_state=r["charge_point_state"].value,  # type: ignore[arg-type]
+            iec_state=r["iec_state"].value,  # type: ignore[arg-type]
+            warnings=_set(r["warning_code"].value),
+            errors=_set(r["error_code"].value),
+            current_limit_cause=r["current_limit_cause"].value,  # type: ignore[arg-type]
+            amps_to_use=self.last_setpoint,
+            active_power=r["active_power"].value,  # type: ignore[arg-type]
+            readings=r,
+        )
+
+    async def read_slow(self) -> ChargerSlow:
+        """Settings, identity, firmware and energy counters."""
+        r = await self.read_fields(SLOW_FIELDS, gap=8)
+        return ChargerSlow(
+            firmware_version=r["firmware_version"].raw,  # type: ignore[arg-type]
+            serial_number=r["serial_number"].raw,  # type: ignore[arg-type]
+            product_code=r["product_code"].raw,  # type: ignore[arg-type]
+            communication_timeout=r["communication_timeout"].value,  # type: ignore[arg-type]
+            failsafe_current=r["failsafe_current"].value,  # type: ignore[arg-type]
+            session_energy_kwh=r["session_energy"].value,  # type: ignore[arg-type]
+            lifetime_energy_kwh=r["lifetime_energy"].value,  # type: ignore[arg-type]
+            readings=r,
+        )
+
+    async def set_current(self, amps: float, *, verify: bool = True) -> WriteOutcome:
+        """Write the DLM setpoint ``amps_to_use`` (0 or 6–32 A on the EVC2).
+
+        Lowering (or an unknown previous setpoint) goes through the priority lane.
+        """
+        lowering = self.last_setpoint is None or amps < self.last_setpoint
+        outcome = await self.write_field("amps_to_use", amps, verify=verify, priority=lowering)
+        self.last_setpoint = amps
+        return outcome
+
+    async def program_watchdog(
+        self, timeout_s: float, failsafe_a: float
+    ) -> tuple[WriteOutcome, WriteOutcome]:
+        """Set the failsafe current, then the communication timeout, each verified.
+
+        Both values are encoded before anything is written, so a bad value writes nothing.
+        """
+        encode_field(self.map, "failsafe_current", failsafe_a)
+        encode_field(self.map, "communication_timeout", timeout_s)
+        failsafe = await self.write_field("failsafe_current", failsafe_a, priority=True)
+        timeout = await self.write_field("communication_timeout", timeout_s, priority=True)
+        return failsafe, timeout

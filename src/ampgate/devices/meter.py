@@ -1,0 +1,77 @@
+"""Energy meters (every meter map shares the field names): one measurement, normalised."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ampgate.codec import Reading
+from ampgate.devices.device import ModbusDevice
+from ampgate.errors import DeviceError
+
+PHASES = ("l1", "l2", "l3")
+MEASUREMENT_FIELDS: tuple[str, ...] = (
+    *(f"{q}_{p}" for q in ("voltage", "current", "power") for p in PHASES),
+    "power_total",
+    "frequency",
+    "energy_import",
+    "energy_export",
+)
+_TO_KWH = {"kWh": 1.0, "Wh": 0.001}
+
+Triple = tuple[float | None, float | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterMeasurement:
+    """Per-phase values (None for phases a single-phase meter lacks), totals, energies in kWh."""
+
+    voltages: Triple
+    currents: Triple
+    powers: Triple
+    power_total: float | None
+    frequency: float | None
+    energy_import_kwh: float | None
+    energy_export_kwh: float | None
+    readings: Mapping[str, Reading]
+
+
+class Meter(ModbusDevice):
+    """A meter read through its map (Eastron, Siemens, Phoenix, ABB …)."""
+
+    def measurement_fields(self) -> tuple[str, ...]:
+        """The measurement fields this meter's map has."""
+        return tuple(n for n in MEASUREMENT_FIELDS if self.map.has_field(n))
+
+    def _kwh(self, reading: Reading | None) -> float | None:
+        if reading is None or reading.value is None:
+            return None
+        factor = _TO_KWH.get(reading.unit or "")
+        if factor is None:
+            raise DeviceError(
+                f"device {self.name!r}: {reading.field} has unit {reading.unit!r}; "
+                "allowed energy units: Wh, kWh"
+            )
+        return float(reading.value) * factor  # type: ignore[arg-type]
+
+    async def read_measurement(self, *, gap: int = 16) -> MeterMeasurement:
+        """Read every measurement field in as few requests as the map allows."""
+        r = await self.read_fields(self.measurement_fields(), gap=gap)
+
+        def value(name: str) -> float | None:
+            reading = r.get(name)
+            return None if reading is None else reading.value  # type: ignore[return-value]
+
+        def triple(quantity: str) -> Triple:
+            return tuple(value(f"{quantity}_{p}") for p in PHASES)  # type: ignore[return-value]
+
+        return MeterMeasurement(
+            voltages=triple("voltage"),
+            currents=triple("current"),
+            powers=triple("power"),
+            power_total=value("power_total"),
+            frequency=value("frequency"),
+            energy_import_kwh=self._kwh(r.get("energy_import")),
+            energy_export_kwh=self._kwh(r.get("energy_export")),
+            readings=r,
+        )
