@@ -1,0 +1,451 @@
+"""The gateway: poll → allocate → write, with watchdog/failsafe programming and drift repair.
+
+One :class:`Gateway` runs one site config. :meth:`Gateway.start` opens the buses, identifies
+every device (refusing a mismatching one with ``device_identity_mismatch``), reads the current
+settings and programs each charger's watchdog (reg 19) and failsafe current (reg 20).
+:meth:`Gateway.cycle` then does, every cycle:
+
+1. poll every meter and the fast fields of every charger (settings, identity and energy every
+   ``slow_poll_every`` cycles), all devices concurrently; each bus serialises its own requests;
+2. once a complete first measurement exists, call :func:`ampgate.dlm.allocate`;
+3. write only the setpoints that differ from what the charger reports (lowering writes on the
+   bus's priority lane), and re-write an unchanged setpoint when the last write is older than a
+   third of the watchdog so a live gateway never trips it;
+4. re-program the failsafe current when the engine's plan changes, and re-apply watchdog or
+   failsafe settings that drifted (``config_mismatch``);
+5. publish a snapshot for metrics and /healthz.
+
+A device that fails is marked offline and the engine assumes the worst for it; it never stops
+the loop. :meth:`Gateway.shutdown` writes the shutdown current and closes the buses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ampgate.config import SiteConfig
+from ampgate.daemon.devices import open_devices
+from ampgate.daemon.events import EventLog
+from ampgate.daemon.publish import build_snapshot
+from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
+from ampgate.daemon.site import build_site, failsafe_plan
+from ampgate.daemon.snapshot import SnapshotStore
+from ampgate.dlm import (
+    Allocation,
+    ChargerReading,
+    EngineState,
+    Measurements,
+    MeterReading,
+    Setpoint,
+    allocate,
+    vehicle_state_from,
+)
+from ampgate.errors import AmpgateError
+from ampgate.logging import get_logger
+
+WATCHDOG_REFRESH_FRACTION = 3
+"""Re-write amps_to_use when the last write is older than watchdog / this."""
+PHASE_TO_USE = {1: 0, 3: 6}
+"""Reg 14 value for the engine's phase mode: 0 = L1 only, 6 = three phases."""
+
+
+class Gateway:
+    """One site under control: devices, engine state, events and the snapshot it publishes."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        store: SnapshotStore | None = None,
+        events: EventLog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Prepare the gateway for ``config``; nothing is opened until :meth:`start`."""
+        self.config = config
+        self.site = build_site(config)
+        self.store = store if store is not None else SnapshotStore()
+        self.events = events if events is not None else EventLog(clock=clock)
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.log = get_logger("ampgate.daemon", site=config.site.name)
+        self.state = EngineState()
+        self.allocation: Allocation | None = None
+        self.cycles = 0
+        self.started_at: float | None = None
+        self.last_cycle_seconds: float | None = None
+        self.reason_counts: dict[str, int] = {}
+        self.overloads = 0
+        self.chargers: dict[str, ChargerRuntime] = {}
+        self.meters: dict[str, MeterRuntime] = {}
+        self._buses: list[Any] = []
+        self._fixed_failsafe = (
+            failsafe_plan(config) if config.dlm.failsafe_policy == "fixed" else None
+        )
+
+    # ------------------------------------------------------------------ start-up
+
+    async def start(self) -> None:
+        """Open the buses, identify every device, read settings, program watchdog/failsafe."""
+        self.started_at = self.clock()
+        self._buses, chargers, meters = open_devices(self.config)
+        self.chargers = {
+            n: ChargerRuntime(name=n, device=d, config=self.config.chargers[n])
+            for n, d in chargers.items()
+        }
+        self.meters = {
+            n: MeterRuntime(name=n, device=d, config=self.config.meters[n])
+            for n, d in meters.items()
+        }
+        await asyncio.gather(
+            *(self._identify(rt) for rt in [*self.meters.values(), *self.chargers.values()])
+        )
+        plan = self._fixed_failsafe or failsafe_plan(self.config)
+        await asyncio.gather(
+            *(self._program(rt, plan[rt.name]) for rt in self.chargers.values() if rt.online)
+        )
+        self._publish()
+
+    async def _identify(self, rt: ChargerRuntime | MeterRuntime) -> None:
+        try:
+            identity = await rt.device.identify()
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            return
+        self._succeeded(rt)
+        if not identity.matches:
+            rt.refused = identity.describe()
+            self.events.emit(
+                "device_identity_mismatch",
+                "error",
+                device=rt.name,
+                model=identity.model,
+                checks={
+                    c.field: {"expected": list(c.expected), "found": c.found}
+                    for c in identity.checks
+                },
+            )
+            return
+        if isinstance(rt, ChargerRuntime):
+            await self._read_slow(rt)
+
+    async def _read_slow(self, rt: ChargerRuntime) -> None:
+        try:
+            slow = await rt.device.read_slow()
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            return
+        rt.values.update(slow.readings)
+        self._succeeded(rt)
+
+    async def _program(self, rt: ChargerRuntime, failsafe: int) -> None:
+        """Program and verify reg 19 (watchdog) and reg 20 (failsafe) on one charger."""
+        watchdog = self.config.dlm.watchdog_seconds
+        try:
+            await rt.device.program_watchdog(watchdog, failsafe)
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            self.log.warning("watchdog_program_failed", device=rt.name, problem=str(exc))
+            return
+        rt.watchdog, rt.failsafe = watchdog, failsafe
+        self.events.emit(
+            "watchdog_programmed", device=rt.name, watchdog_seconds=watchdog, failsafe_amps=failsafe
+        )
+
+    # ------------------------------------------------------------------ one cycle
+
+    async def cycle(self) -> Allocation | None:
+        """Run one poll → allocate → write cycle; return the allocation (None before the first)."""
+        began = self.clock()
+        self.cycles += 1
+        slow = (self.cycles - 1) % self.config.dlm.slow_poll_every == 0
+        await asyncio.gather(
+            *(self._poll_meter(rt) for rt in self.meters.values()),
+            *(self._poll_charger(rt, slow) for rt in self.chargers.values()),
+        )
+        now = self.clock()
+        allocation = None
+        if self._first_measurement_complete(now):
+            allocation = allocate(self.site, self._measurements(now), self.state, now)
+            self.state = allocation.state
+            self.allocation = allocation
+            await asyncio.gather(
+                *(
+                    self._apply(rt, allocation.setpoints.get(rt.name), allocation.failsafe, now)
+                    for rt in self.chargers.values()
+                )
+            )
+            self._observe(allocation)
+        self._meter_events(now)
+        self.last_cycle_seconds = self.clock() - began
+        self._publish()
+        return allocation
+
+    async def _poll_meter(self, rt: MeterRuntime) -> None:
+        if rt.refused:
+            return
+        rt.polled = True
+        try:
+            measurement = await rt.device.read_measurement()
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            return
+        rt.values.update(measurement.readings)
+        self._succeeded(rt)
+
+    async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:
+        if rt.refused:
+            return
+        rt.polled = True
+        was_online = rt.online
+        try:
+            fast = await rt.device.read_fast()
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            return
+        values = fast.readings
+        rt.values.update(values)
+        self._succeeded(rt)
+        amps = raw_of(values, "amps_to_use")
+        if amps is not None:
+            rt.setpoint = int(amps)
+        labels = rt.device.map
+        self.events.charger_bits(
+            rt.name,
+            warning_raw=raw_of(values, "warning_code"),
+            error_raw=raw_of(values, "error_code"),
+            warning_labels=labels.bits_of("warning_code"),
+            error_labels=labels.bits_of("error_code"),
+            voltages=[number_of(values, f"voltage_l{i}") for i in (1, 2, 3)],
+        )
+        if slow or not was_online:
+            await self._read_slow(rt)
+            await self._repair_drift(rt)
+
+    async def _repair_drift(self, rt: ChargerRuntime) -> None:
+        """Compare reg 19/20 with what was programmed; report and re-apply a difference."""
+        if rt.watchdog is None or rt.failsafe is None:
+            plan = self._fixed_failsafe or failsafe_plan(self.config)
+            await self._program(rt, plan[rt.name])
+            return
+        actual = {
+            "communication_timeout": raw_of(rt.values, "communication_timeout"),
+            "failsafe_current": raw_of(rt.values, "failsafe_current"),
+        }
+        expected = {"communication_timeout": rt.watchdog, "failsafe_current": rt.failsafe}
+        drifted = {k: v for k, v in actual.items() if v is not None and v != expected[k]}
+        for field_name, value in drifted.items():
+            self.events.emit(
+                "config_mismatch",
+                "warning",
+                device=rt.name,
+                field=field_name,
+                expected=expected[field_name],
+                actual=value,
+            )
+        if drifted:
+            await self._program(rt, rt.failsafe)
+
+    # ------------------------------------------------------------------ engine input
+
+    def _first_measurement_complete(self, now: float) -> bool:
+        """True once every charger was polled and every meter read (or is stale past its limit)."""
+        if not all(rt.polled or rt.refused for rt in self.chargers.values()):
+            return False
+        waited = now - (self.started_at or now)
+        return all(
+            rt.last_ok is not None or rt.refused or waited >= self.config.dlm.meter_stale_seconds
+            for rt in self.meters.values()
+        )
+
+    def _measurements(self, now: float) -> Measurements:
+        meters = {}
+        for name, rt in self.meters.items():
+            if rt.last_ok is None:
+                continue
+            currents = tuple(number_of(rt.values, f"current_l{i}") for i in (1, 2, 3))
+            meters[name] = MeterReading(currents=currents, timestamp=rt.last_ok)  # type: ignore[arg-type]
+        chargers = {}
+        for name, rt in self.chargers.items():
+            chargers[name] = self._charger_reading(rt, now)
+        return Measurements(meters=meters, chargers=chargers)
+
+    def _charger_reading(self, rt: ChargerRuntime, now: float) -> ChargerReading:
+        v = rt.values
+        stale = rt.last_ok is None or now - rt.last_ok > self.config.dlm.device_stale_seconds
+        online = rt.online and not rt.refused and not stale
+        limits = [number_of(v, "amp_limit"), number_of(v, "user_max_current")]
+        known = [int(x) for x in limits if x is not None and x > 0]
+        change = raw_of(v, "phase_change_possible")
+        return ChargerReading(
+            online=online,
+            currents=tuple(number_of(v, f"current_l{i}") or 0.0 for i in (1, 2, 3)),  # type: ignore[arg-type]
+            vehicle=vehicle_state_from(raw_of(v, "evse_status"), raw_of(v, "iec_state")),
+            timestamp=rt.last_ok or now,
+            last_setpoint=rt.setpoint,
+            max_current=min(known) if known else None,
+            phase_change_possible=None if change is None else bool(change),
+        )
+
+    # ------------------------------------------------------------------ output
+
+    async def _apply(
+        self, rt: ChargerRuntime, setpoint: Setpoint | None, failsafe: Any, now: float
+    ) -> None:
+        """Write one charger's setpoint (if changed or due for a refresh) and failsafe plan."""
+        if setpoint is None or rt.refused or not rt.online:
+            return
+        rt.target, rt.reason, rt.reason_code = setpoint.amps, setpoint.reason, setpoint.reason_code
+        wanted_failsafe = (self._fixed_failsafe or failsafe).get(rt.name)
+        if (
+            wanted_failsafe is not None
+            and rt.failsafe is not None
+            and wanted_failsafe != rt.failsafe
+        ):
+            await self._program(rt, int(wanted_failsafe))
+        if setpoint.phases is not None:
+            await self._apply_phases(rt, setpoint.phases)
+        refresh = self.config.dlm.watchdog_seconds / WATCHDOG_REFRESH_FRACTION
+        changed = rt.setpoint != setpoint.amps
+        due = rt.last_write is None or now - rt.last_write >= refresh
+        if not changed and not due:
+            return
+        old = rt.setpoint
+        try:
+            await rt.device.set_current(setpoint.amps)
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            self.log.warning(
+                "setpoint_write_failed", device=rt.name, amps=setpoint.amps, problem=str(exc)
+            )
+            return
+        rt.setpoint, rt.last_write = setpoint.amps, self.clock()
+        if changed:
+            self.events.emit(
+                "setpoint_changed",
+                device=rt.name,
+                old_amps=old,
+                new_amps=setpoint.amps,
+                reason=setpoint.reason_code,
+                detail=setpoint.reason,
+            )
+
+    async def _apply_phases(self, rt: ChargerRuntime, phases: int) -> None:
+        wanted = PHASE_TO_USE[phases]
+        current = raw_of(rt.values, "phase_to_use")
+        if current == wanted:
+            return
+        try:
+            await rt.device.write_field("phase_to_use", wanted, priority=True)
+        except AmpgateError as exc:
+            self.log.warning("phase_write_failed", device=rt.name, problem=str(exc))
+
+    def _observe(self, allocation: Allocation) -> None:
+        for sp in allocation.setpoints.values():
+            self.reason_counts[sp.reason_code] = self.reason_counts.get(sp.reason_code, 0) + 1
+        for acc in allocation.accounts:
+            if acc.non_ev_source == "meter" and acc.non_ev_load + acc.allocated > acc.limit:
+                self.overloads += 1
+                break
+
+    def _meter_events(self, now: float) -> None:
+        limit = self.config.dlm.meter_stale_seconds
+        for name, rt in self.meters.items():
+            since = rt.last_ok if rt.last_ok is not None else self.started_at or now
+            stale = now - since > limit
+            rt.stale = stale
+            source = None
+            if self.allocation is not None:
+                source = next(
+                    (
+                        a.non_ev_source
+                        for a in self.allocation.accounts
+                        if a.group == rt.config.group
+                    ),
+                    None,
+                )
+            self.events.meter_freshness(name, stale, group=rt.config.group, non_ev_source=source)
+
+    # ------------------------------------------------------------------ health bookkeeping
+
+    def _succeeded(self, rt: ChargerRuntime | MeterRuntime) -> None:
+        rt.last_ok, rt.last_ok_unix, rt.online, rt.last_error = (
+            self.clock(),
+            self.wall_clock(),
+            True,
+            None,
+        )
+        self.events.device_seen(rt.name, True)
+
+    def _failed(self, rt: ChargerRuntime | MeterRuntime, exc: Exception) -> None:
+        rt.last_error = str(exc)
+        rt.online = False
+        self.events.device_seen(rt.name, False, problem=str(exc))
+
+    def _publish(self) -> None:
+        self.store.publish(build_snapshot(self))
+
+    # ------------------------------------------------------------------ run and stop
+
+    async def run(
+        self, stop: asyncio.Event, on_cycle: Callable[[Gateway], Any] | None = None
+    ) -> None:
+        """Run cycles every ``cycle_seconds`` until ``stop`` is set; a failing cycle is logged."""
+        period = self.config.dlm.cycle_seconds
+        next_at = self.clock()
+        while not stop.is_set():
+            try:
+                await self.cycle()
+            except Exception as exc:  # the loop must survive anything a cycle throws
+                self.log.exception("cycle_failed", problem=str(exc))
+            if on_cycle is not None:
+                on_cycle(self)
+            next_at += period
+            now = self.clock()
+            next_at = max(next_at, now)  # overran: start the next cycle at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - now))
+
+    async def shutdown(self, *, write: bool = True, timeout: float = 3.0) -> None:
+        """Write the shutdown current (policy ``dlm.shutdown``) and close every bus."""
+        policy = self.config.dlm.shutdown
+        if write and policy != "keep":
+            targets = {
+                rt.name: (rt.failsafe if rt.failsafe is not None else 0)
+                if policy == "failsafe"
+                else 0
+                for rt in self.chargers.values()
+                if rt.online and not rt.refused
+            }
+
+            async def one(rt: ChargerRuntime, amps: int) -> None:
+                try:
+                    await rt.device.set_current(amps)
+                    self.events.emit("shutdown_setpoint", device=rt.name, amps=amps, policy=policy)
+                except AmpgateError as exc:
+                    self.log.warning("shutdown_write_failed", device=rt.name, problem=str(exc))
+
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(one(self.chargers[n], a) for n, a in targets.items())),
+                    timeout,
+                )
+            except TimeoutError:
+                self.log.warning("shutdown_write_timeout", seconds=timeout)
+        for bus in self._buses:
+            try:
+                await bus.close()
+            except Exception as exc:  # closing must never keep the process alive
+                self.log.warning(
+                    "bus_close_failed", bus=getattr(bus, "name", "?"), problem=str(exc)
+                )
+
+
+def _is_identity_problem(exc: Exception) -> bool:
+    from ampgate.errors import DeviceError
+
+    return isinstance(exc, DeviceError)

@@ -1,0 +1,184 @@
+"""Build the ops :class:`~ampgate.daemon.snapshot.DaemonSnapshot` from the gateway's state."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ampgate.config import PHASES
+from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of, value_of
+from ampgate.daemon.snapshot import (
+    ChargerReadings,
+    DaemonSnapshot,
+    DeviceSnapshot,
+    DlmSnapshot,
+    GroupSnapshot,
+    LoopHealth,
+    MeterReadings,
+    PhaseAllocation,
+    PhaseValues,
+    RequestStatsSnapshot,
+    RttHistogramSnapshot,
+    bit_states,
+    enum_state,
+    evc2_error_ocpp_codes,
+)
+
+if TYPE_CHECKING:
+    from ampgate.daemon.loop import Gateway
+
+
+def _phases(values: dict[str, Any], prefix: str) -> PhaseValues:
+    return PhaseValues(*(number_of(values, f"{prefix}_l{i}") for i in (1, 2, 3)))
+
+
+def _kwh(values: dict[str, Any], name: str) -> float | None:
+    reading = values.get(name)
+    number = number_of(values, name)
+    if number is None:
+        return None
+    unit = (getattr(reading, "unit", None) or "").lower()
+    return number / 1000.0 if unit == "wh" else number
+
+
+def request_stats(health: Any) -> RequestStatsSnapshot:
+    """Convert a transport ``DeviceHealth`` into the snapshot's request statistics."""
+    if health is None:
+        return RequestStatsSnapshot()
+    buckets = [(b, c) for b, c in health.rtt.buckets if b != float("inf")]
+    rtt = RttHistogramSnapshot(
+        bounds=tuple(b for b, _ in buckets),
+        cumulative_counts=tuple(c for _, c in buckets),
+        sum_seconds=float(health.rtt.sum),
+        count=int(health.rtt.count),
+    )
+    counts = {k: 0 for k in ("ok", "timeout", "exception", "crc", "connection")}
+    counts.update({str(k): int(v) for k, v in health.counts.items()})
+    return RequestStatsSnapshot(
+        by_result=counts, by_exception_code=dict(health.exception_counts), rtt=rtt
+    )
+
+
+def _health(rt: ChargerRuntime | MeterRuntime) -> Any:
+    try:
+        return rt.device.bus.health(rt.device.unit_id)
+    except Exception:  # statistics must never break publishing
+        return None
+
+
+def charger_readings(rt: ChargerRuntime, gateway: Gateway) -> ChargerReadings | None:
+    """The charger's readings for metrics (None before its first successful poll)."""
+    v = rt.values
+    if not v:
+        return None
+    rmap = rt.device.map
+    voltages = [number_of(v, f"voltage_l{i}") for i in (1, 2, 3)]
+    limits = [number_of(v, "amp_limit"), number_of(v, "user_max_current")]
+    limits.append(float(rt.config.max_current) if rt.config else None)
+    known = [x for x in limits if x is not None and x > 0]
+
+    def enum(name: str) -> Any:
+        return enum_state(value_of(v, name), rmap.enum_of(name))
+
+    return ChargerReadings(
+        voltage_volts=PhaseValues(*voltages),
+        current_amperes=_phases(v, "current"),
+        active_power_watts=number_of(v, "active_power"),
+        session_energy_kwh=number_of(v, "session_energy"),
+        lifetime_energy_kwh=number_of(v, "lifetime_energy"),
+        temperature_celsius=number_of(v, "internal_temperature"),
+        setpoint_amperes=None if rt.setpoint is None else float(rt.setpoint),
+        allowed_max_amperes=min(known) if known else None,
+        evse_status=enum("evse_status"),
+        iec_state=enum("iec_state"),
+        charge_point_state=enum("charge_point_state"),
+        current_limit_cause=enum("current_limit_cause"),
+        warnings=bit_states(raw_of(v, "warning_code"), rmap.bits_of("warning_code")),
+        errors=bit_states(
+            raw_of(v, "error_code"),
+            rmap.bits_of("error_code"),
+            ocpp_codes=evc2_error_ocpp_codes(voltages),
+        ),
+        watchdog_seconds=number_of(v, "communication_timeout"),
+        failsafe_amperes=number_of(v, "failsafe_current"),
+        firmware_version=raw_of(v, "firmware_version"),
+    )
+
+
+def meter_readings(rt: MeterRuntime) -> MeterReadings | None:
+    """The meter's readings for metrics (None before its first successful poll)."""
+    v = rt.values
+    if not v:
+        return None
+    return MeterReadings(
+        voltage_volts=_phases(v, "voltage"),
+        current_amperes=_phases(v, "current"),
+        power_watts=_phases(v, "power"),
+        total_power_watts=number_of(v, "power_total"),
+        frequency_hertz=number_of(v, "frequency"),
+        energy_import_kwh=_kwh(v, "energy_import"),
+        energy_export_kwh=_kwh(v, "energy_export"),
+    )
+
+
+def _device(rt: ChargerRuntime | MeterRuntime, kind: str, gateway: Gateway) -> DeviceSnapshot:
+    cfg = rt.config
+    return DeviceSnapshot(
+        name=rt.name,
+        model=cfg.model if cfg else "",
+        kind=kind,  # type: ignore[arg-type]
+        bus=cfg.bus if cfg else "",
+        unit_id=cfg.unit_id if cfg else 0,
+        up=rt.online and not rt.refused,
+        last_success_unix=rt.last_ok_unix,
+        requests=request_stats(_health(rt)),
+        charger=charger_readings(rt, gateway) if isinstance(rt, ChargerRuntime) else None,
+        meter=meter_readings(rt) if isinstance(rt, MeterRuntime) else None,
+    )
+
+
+def _groups(gateway: Gateway) -> tuple[GroupSnapshot, ...]:
+    allocation = gateway.allocation
+    if allocation is None:
+        return ()
+    stale_groups = {
+        rt.config.group for rt in gateway.meters.values() if rt.stale and rt.config is not None
+    }
+    by_group: dict[str, list[PhaseAllocation]] = {}
+    for acc in allocation.accounts:
+        by_group.setdefault(acc.group, []).append(
+            PhaseAllocation(
+                phase=PHASES[acc.phase],
+                limit_amperes=acc.limit,
+                non_ev_load_amperes=acc.non_ev_load,
+                allocated_amperes=acc.allocated,
+                available_amperes=acc.available,
+                headroom_amperes=acc.headroom,
+            )
+        )
+    return tuple(
+        GroupSnapshot(name=g, phases=tuple(p), meter_stale=g in stale_groups)
+        for g, p in by_group.items()
+    )
+
+
+def build_snapshot(gateway: Gateway) -> DaemonSnapshot:
+    """Return the frozen snapshot of the gateway after a cycle (or after start-up)."""
+    devices = [_device(rt, "meter", gateway) for rt in gateway.meters.values()]
+    devices += [_device(rt, "charger", gateway) for rt in gateway.chargers.values()]
+    ran = gateway.cycles > 0
+    return DaemonSnapshot(
+        devices=tuple(devices),
+        dlm=DlmSnapshot(
+            groups=_groups(gateway),
+            reason_counts=dict(gateway.reason_counts),
+            cycles_total=gateway.cycles,
+            last_cycle_duration_seconds=gateway.last_cycle_seconds,
+            overload_detected_total=gateway.overloads,
+        ),
+        loop=LoopHealth(
+            last_iteration_monotonic=time.monotonic() if ran else None,
+            last_iteration_unix=time.time() if ran else None,
+            cycle_seconds=gateway.config.dlm.cycle_seconds,
+        ),
+    )

@@ -1,0 +1,141 @@
+"""The daemon process: logging, metrics server, sd_notify, signals and config reload.
+
+``SIGTERM``/``SIGINT`` stop the loop, write the shutdown current and exit within a few seconds.
+``SIGHUP`` re-reads the config file: a valid one replaces the running gateway (the engine state
+of chargers that stay is kept), an invalid one is logged problem by problem and the old one
+keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ampgate.config import SiteConfig, check_config, load_config
+from ampgate.daemon import systemd
+from ampgate.daemon.events import EventLog
+from ampgate.daemon.loop import Gateway
+from ampgate.daemon.snapshot import SnapshotStore
+from ampgate.logging import configure_logging, get_logger
+
+SHUTDOWN_WRITE_SECONDS = 3.0
+
+
+class Daemon:
+    """A running gateway plus the process-level services around it."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        path: str | Path | None = None,
+        *,
+        store: SnapshotStore | None = None,
+        serve_metrics: bool = True,
+        on_cycle: Callable[[Gateway], Any] | None = None,
+    ) -> None:
+        """Prepare to run ``config`` (read from ``path``, used again on SIGHUP)."""
+        self.config = config
+        self.path = Path(path) if path is not None else None
+        self.store = store if store is not None else SnapshotStore()
+        self.events = EventLog()
+        self.gateway = Gateway(config, store=self.store, events=self.events)
+        self.serve_metrics = serve_metrics and config.metrics.enabled
+        self.on_cycle = on_cycle
+        self.stop_event = asyncio.Event()
+        self._reload_requested = False
+        self.http: Any = None
+        self.log = get_logger("ampgate.daemon")
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current cycle (signal-safe)."""
+        self.stop_event.set()
+
+    def request_reload(self) -> None:
+        """Ask for a config reload between cycles (signal-safe)."""
+        self._reload_requested = True
+        self.stop_event.set()
+
+    def _start_metrics(self) -> None:
+        if not self.serve_metrics:
+            return
+        from ampgate.daemon.http import MetricsHttpServer
+
+        host, port = self.config.metrics.host_port()
+        self.http = MetricsHttpServer(self.store, host=host, port=port)
+        self.http.start()
+        self.log.info("metrics_listening", host=host, port=self.http_port)
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the metrics server listens on (None when not serving)."""
+        return self.http.address[1] if self.http is not None else None
+
+    async def _reload(self) -> None:
+        if self.path is None:
+            return
+        new, problems = check_config(self.path)
+        if new is None:
+            self.log.error("config_reload_refused", file=str(self.path), problems=problems)
+            return
+        systemd.notify_reloading()
+        old_state = self.gateway.state
+        await self.gateway.shutdown(write=False)
+        self.config = new
+        self.gateway = Gateway(new, store=self.store, events=self.events)
+        self.gateway.state = old_state  # keep what the engine knew about chargers that stay
+        await self.gateway.start()
+        self.log.info("config_reloaded", file=str(self.path), chargers=len(new.chargers))
+        systemd.notify_ready()
+
+    async def run(self) -> int:
+        """Start everything, run until stopped, shut down cleanly; return the exit code."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig, handler in (
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+            (signal.SIGHUP, self.request_reload),
+        ):
+            try:
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread / platform
+                pass
+        self._start_metrics()
+        try:
+            await self.gateway.start()
+            systemd.notify_ready(f"controlling {len(self.config.chargers)} charger(s)")
+            self.log.info("daemon_started", site=self.config.site.name)
+            while True:
+                await self.gateway.run(self.stop_event, self._after_cycle)
+                if not self._reload_requested:
+                    break
+                self._reload_requested = False
+                self.stop_event.clear()
+                await self._reload()
+        finally:
+            systemd.notify_stopping()
+            self.log.info("daemon_stopping", policy=self.config.dlm.shutdown)
+            await self.gateway.shutdown(timeout=SHUTDOWN_WRITE_SECONDS)
+            if self.http is not None:
+                self.http.stop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        self.log.info("daemon_stopped")
+        return 0
+
+    def _after_cycle(self, gateway: Gateway) -> None:
+        if any(rt.online for rt in [*gateway.chargers.values(), *gateway.meters.values()]):
+            systemd.notify_watchdog()
+        if self.on_cycle is not None:
+            self.on_cycle(gateway)
+
+
+def run_daemon(path: str | Path) -> int:
+    """``ampgate run --config FILE``: refuse an invalid file (ConfigError), else run until told."""
+    config = load_config(path)
+    configure_logging(config.log.format, config.log.level)
+    return asyncio.run(Daemon(config, path).run())
