@@ -238,7 +238,7 @@ class _Cycle:
                 self.results[cid] = _describe(result.limited_by, self.loads)
             else:
                 self.results[cid] = _hi_reason(v)
-            if v.previous < amps < v.previous + self.settings.hysteresis_a:
+            if v.lo <= v.previous < amps < v.previous + self.settings.hysteresis_a:
                 amps = v.previous
                 self.results[cid] = ("steady: increase below hysteresis", "hysteresis")
             self.amps[cid] = amps
@@ -284,7 +284,7 @@ class _Cycle:
             granted = min(target, math.floor(limit + EPS))
             if granted < v.previous:
                 granted = v.previous
-            if v.previous == 0 and granted < v.lo:
+            if granted < v.lo:  # e.g. starting from 0, or a previous value below this minimum
                 granted = 0
             if granted < target:
                 self.amps[cid] = granted
