@@ -180,7 +180,7 @@ class EventLog:
                     "error" if kind == "error" else "warning",
                     device=charger,
                     bit=bit,
-                    name=labels.get(bit, f"unknown bit {bit}"),
+                    label=labels.get(bit, f"unknown bit {bit}"),
                     ocpp_error_code=codes.get(bit),
                     raw=int(raw),
                 )
@@ -189,7 +189,7 @@ class EventLog:
                     f"charger_{kind}_cleared",
                     device=charger,
                     bit=bit,
-                    name=labels.get(bit, f"unknown bit {bit}"),
+                    label=labels.get(bit, f"unknown bit {bit}"),
                     ocpp_error_code=codes.get(bit),
                     raw=int(raw),
                 )
