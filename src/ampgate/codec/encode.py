@@ -73,11 +73,18 @@ def _as_number(rmap: RegisterMap, f: FieldSpec, value: object, refuse) -> int | 
 def _to_raw(f: FieldSpec, number: int | float, refuse, shown: str) -> int | float:  # type: ignore[no-untyped-def]
     if f.type.startswith("f"):
         return number / f.scale if f.scale != 1 else float(number)
-    if f.scale == 1:
-        exact: float = number
-    else:
-        divisor = scale_divisor(f.scale)
-        exact = number * divisor if divisor is not None else number / f.scale
+    divisor = scale_divisor(f.scale)
+    if isinstance(number, int) and (f.scale == 1 or divisor is not None):
+        return number * (divisor or 1)  # exact integer arithmetic, whatever the size
+    if isinstance(number, int) and float(f.scale).is_integer():
+        step = int(f.scale)
+        if number % step == 0:
+            return number // step
+        raise refuse(
+            f"{shown} is not a multiple of the field's resolution {_fmt(f.scale)}"
+            f" (allowed: {describe_allowed(f)} in steps of {_fmt(f.scale)})"
+        )
+    exact = number * divisor if divisor is not None else number / f.scale
     raw = round(exact)
     if abs(raw - exact) > _REL_TOLERANCE * max(1.0, abs(exact)):
         raise refuse(

@@ -55,6 +55,11 @@ def parse_map(text: str, *, name: str, source: str | None = None) -> RegisterMap
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MapError(f"not valid TOML: {exc}", file=name) from None
+    return map_from_dict(data, name=name, source=source)
+
+
+def map_from_dict(data: dict[str, Any], *, name: str, source: str | None = None) -> RegisterMap:
+    """Validate a map given as parsed TOML data (tests build maps this way)."""
     try:
         spec = RegisterMapSpec.model_validate(data)
     except ValidationError as exc:
