@@ -297,7 +297,13 @@ class ModbusBus:
         if now < self._next_connect:
             return f"not connected; next connect attempt in {self._next_connect - now:.2f} s"
         self.connects += 1
-        ok = await self._client.connect()
+        try:
+            ok = await self._client.connect()
+        except Exception as exc:  # pyserial raises termios.error (not OSError) on bad settings
+            ok = False
+            reason = f"cannot connect: {exc!r}"
+        else:
+            reason = "cannot connect"
         if ok and self._client.connected:
             self._connect_delay = self.settings.reconnect_delay
             self._unanswered_in_row = 0
@@ -306,7 +312,7 @@ class ModbusBus:
         self._client.close()
         self._next_connect = time.monotonic() + self._connect_delay
         self._connect_delay = min(self._connect_delay * 2, self.settings.reconnect_delay_max)
-        return "cannot connect"
+        return reason
 
     async def _attempt(self, job: _Job) -> None:
         request = job.request
