@@ -27,4 +27,11 @@ def codec_example() -> str:
 )
 def test_readme_codec_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(codec_example(), "README.md codec example", "exec"), {})
-    assert "3 A is not allowed" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "16.0 A",
+        "C: charging",
+        "123456789",
+        "[16]",
+        "teltocharge-evc2/amps_to_use: 3 A is not allowed (allowed: 0 or 6–32 A)",
+    ]
