@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from ampgate.codec import (
+    Reading,
     ReadRequest,
     RegisterMap,
     decode_field,
@@ -16,6 +18,7 @@ from ampgate.codec import (
     plan_reads,
 )
 from ampgate.codec.load import map_from_dict
+from ampgate.codec.model import new_reading
 from ampgate.errors import DecodeError, MapError
 from strategies import map_data
 
@@ -199,3 +202,11 @@ def test_compiled_decoder_is_cached_per_request(evc2_like: RegisterMap) -> None:
     compiled = evc2_like._cache[request]
     decode_request(evc2_like, request, [1] * 45)
     assert evc2_like._cache[request] is compiled
+
+
+def test_fast_reading_constructor_builds_the_same_frozen_value() -> None:
+    fast = new_reading("v", 1, 0.1, "A", False, True)
+    assert fast == Reading("v", 1, 0.1, "A", False, True)
+    assert hash(fast) == hash(Reading("v", 1, 0.1, "A", False, True))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.value = 2  # type: ignore[misc]

@@ -17,8 +17,9 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import call
 
-from ampgate.codec.model import Reading, ReadRequest, RegisterMap
+from ampgate.codec.model import Reading, ReadRequest, RegisterMap, new_reading
 from ampgate.codec.schema import TYPE_WORDS, FieldSpec
 from ampgate.errors import DecodeError, MapError
 
@@ -74,20 +75,20 @@ def make_reading_maker(rmap: RegisterMap, f: FieldSpec) -> ReadingMaker:
 
         def enum_reading(raw: int | float) -> Reading:
             if raw in missing:
-                return Reading(name, raw, None, unit, True)
+                return new_reading(name, raw, None, unit, True)
             label = enum.get(raw)  # type: ignore[arg-type]
             if label is None:
-                return Reading(name, raw, f"unknown ({raw})", unit, False, True)
-            return Reading(name, raw, label, unit)
+                return new_reading(name, raw, f"unknown ({raw})", unit, False, True)
+            return new_reading(name, raw, label, unit)
 
         return enum_reading
     if bits is not None:
 
         def bits_reading(raw: int | float) -> Reading:
             if raw in missing:
-                return Reading(name, raw, None, unit, True)
+                return new_reading(name, raw, None, unit, True)
             if raw == 0:
-                return Reading(name, raw, _NO_BITS, unit)
+                return new_reading(name, raw, _NO_BITS, unit)
             labels, unknown, rest = [], False, int(raw)
             if rest < 0:  # signed type: look at the two's-complement bit pattern
                 rest &= (1 << (16 * TYPE_WORDS[f.type])) - 1
@@ -99,7 +100,7 @@ def make_reading_maker(rmap: RegisterMap, f: FieldSpec) -> ReadingMaker:
                     label, unknown = f"unknown bit {bit}", True
                 labels.append(label)
                 rest ^= low
-            return Reading(name, raw, frozenset(labels), unit, False, unknown)
+            return new_reading(name, raw, frozenset(labels), unit, False, unknown)
 
         return bits_reading
     is_float = f.type.startswith("f")
@@ -114,14 +115,21 @@ def make_reading_maker(rmap: RegisterMap, f: FieldSpec) -> ReadingMaker:
     else:
         mode = 3
 
+    if not missing and not is_float:  # the common case gets a branch-free maker
+        if mode == 0:
+            return lambda raw: new_reading(name, raw, raw, unit)
+        if mode == 1:
+            return lambda raw: new_reading(name, raw, raw / divisor, unit)  # type: ignore[operator]
+        return lambda raw: new_reading(name, raw, raw * scale, unit)
+
     def number_reading(raw: int | float) -> Reading:
         if raw in missing or (is_float and raw != raw):  # NaN != NaN
-            return Reading(name, raw, None, unit, True)
+            return new_reading(name, raw, None, unit, True)
         if mode == 0:
-            return Reading(name, raw, raw, unit)
+            return new_reading(name, raw, raw, unit)
         if mode == 1:
-            return Reading(name, raw, raw / divisor, unit)  # type: ignore[operator]
-        return Reading(name, raw, raw * scale, unit)
+            return new_reading(name, raw, raw / divisor, unit)  # type: ignore[operator]
+        return new_reading(name, raw, raw * scale, unit)
 
     return number_reading
 
@@ -134,9 +142,11 @@ class CompiledRequest:
     pack_be: struct.Struct | None
     unpack_be: struct.Struct | None
     makers_be: tuple[ReadingMaker, ...]
+    names_be: tuple[str, ...]
     pack_le: struct.Struct | None
     unpack_le: struct.Struct | None
     makers_le: tuple[ReadingMaker, ...]
+    names_le: tuple[str, ...]
     order: tuple[str, ...] | None
     """Field names in address order when both byte orders are used (else already in order)."""
 
@@ -185,9 +195,11 @@ def _compile(rmap: RegisterMap, count: int, placed: list[tuple[int, FieldSpec]])
         pack_be=words[0] if be else None,
         unpack_be=_struct_for(be, ">") if be else None,
         makers_be=tuple(make_reading_maker(rmap, f) for _, f in be),
+        names_be=tuple(f.name for _, f in be),
         pack_le=words[1] if le else None,
         unpack_le=_struct_for(le, "<") if le else None,
         makers_le=tuple(make_reading_maker(rmap, f) for _, f in le),
+        names_le=tuple(f.name for _, f in le),
         order=tuple(f.name for _, f in placed) if be and le else None,
     )
 
@@ -225,17 +237,16 @@ def decode_request(
     if len(words) != c.count:
         raise _bad_words(words, c.count, f"{rmap.id} request at {request.address}")
     try:
-        out: dict[str, Reading] = {}
-        if c.unpack_be is not None:
-            buf = c.pack_be.pack(*words)  # type: ignore[union-attr]
-            for make, raw in zip(c.makers_be, c.unpack_be.unpack_from(buf), strict=True):
-                reading = make(raw)
-                out[reading.field] = reading
-        if c.unpack_le is not None:
-            buf = c.pack_le.pack(*words)  # type: ignore[union-attr]
-            for make, raw in zip(c.makers_le, c.unpack_le.unpack_from(buf), strict=True):
-                reading = make(raw)
-                out[reading.field] = reading
+        # dict/zip/map/call all run in C: the only Python frames are the reading makers
+        if c.unpack_le is None:
+            raws = c.unpack_be.unpack_from(c.pack_be.pack(*words))  # type: ignore[union-attr]
+            return dict(zip(c.names_be, map(call, c.makers_be, raws), strict=True))
+        raws = c.unpack_le.unpack_from(c.pack_le.pack(*words))  # type: ignore[union-attr]
+        out = dict(zip(c.names_le, map(call, c.makers_le, raws), strict=True))
+        if c.unpack_be is None:
+            return out
+        raws = c.unpack_be.unpack_from(c.pack_be.pack(*words))  # type: ignore[union-attr]
+        out.update(zip(c.names_be, map(call, c.makers_be, raws), strict=True))
     except struct.error:
         raise _bad_words(words, c.count, f"{rmap.id} request at {request.address}") from None
     if c.order is not None:
@@ -248,11 +259,12 @@ def decode_field(
 ) -> Reading:
     """Decode one field from exactly its own words (see `decode_request` for missing values)."""
     f = rmap.field(name_or_field) if isinstance(name_or_field, str) else name_or_field
+    own = rmap._by_name.get(f.name) is f  # a field of this map: its decoder may be cached
     key = ("field", f.name)
-    c = rmap._cache.get(key) if rmap.has_field(f.name) and rmap.field(f.name) is f else None
+    c = rmap._cache.get(key) if own else None
     if c is None:
         c = _compile(rmap, f.words, [(0, f)])
-        if rmap.has_field(f.name) and rmap.field(f.name) is f:
+        if own:
             rmap._cache[key] = c
     if len(words) != c.count:
         raise _bad_words(words, c.count, f"{rmap.id}/{f.name}")
