@@ -20,7 +20,6 @@ bus runs with pymodbus ``retries=0`` and does the scheduling itself:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,7 +82,8 @@ class Request:
 @dataclass(slots=True)
 class _Job:
     request: Request
-    future: asyncio.Future[RequestResult]
+    turn: asyncio.Future[None] | None = None
+    """Resolved when the job may use the bus (None on the idle fast path)."""
     attempts: int = 0
     last_kind: ResultKind = ResultKind.TIMEOUT
     last_detail: str = ""
@@ -132,8 +132,8 @@ class ModbusBus:
         client.ctx.trace_connect = self._trace_connect
         self._scheduler: FairScheduler[_Job] = FairScheduler()
         self._health: dict[int, HealthTracker] = {}
-        self._wakeup = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._in_flight = False
         self._last_activity = 0.0
@@ -161,18 +161,98 @@ class ModbusBus:
         return await self.submit(request, priority=priority)
 
     async def submit(self, request: Request, *, priority: bool = False) -> RequestResult:
-        """Queue ``request`` (priority lane if asked) and wait for its result."""
+        """Queue ``request`` (priority lane if asked), run its attempts in turn, return the result.
+
+        The caller's own task sends its attempts when the scheduler gives it the bus; between
+        attempts the bus is released so other units get their turn.
+        """
         if self._closed:
             raise TransportError(f"{self.name}: bus is closed")
         request.validate(self.name)
-        loop = asyncio.get_running_loop()
-        job = _Job(request, loop.create_future())
-        self._scheduler.push(Slot(request.unit_id, job, priority=priority))
+        job = _Job(request)
+        slot: Slot[_Job] = Slot(request.unit_id, job, priority=priority)
         self._tracker(request.unit_id)
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._run(), name=f"ampgate bus {self.name}")
-        self._wakeup.set()
-        return await job.future
+        settings = self.settings
+        retry_pending = False
+        while True:
+            await self._acquire(slot, front=retry_pending)
+            if self._closed:
+                self._busy = False
+                return self._finish(job, ResultKind.CONNECTION, detail="bus closed")
+            try:
+                await self._attempt(job)
+            except asyncio.CancelledError:
+                self._release()
+                raise
+            except Exception as exc:  # a bug must not stop the bus for every other device
+                self._in_flight = False
+                self._release()
+                return self._finish(job, ResultKind.CONNECTION, detail=f"internal error: {exc!r}")
+            retry = job.last_kind is not ResultKind.OK and (
+                job.last_kind is not ResultKind.EXCEPTION
+                or job.extra.get("exception_code") in RETRYABLE_EXCEPTIONS
+            )
+            if not (retry and job.attempts <= settings.retries):
+                self._release()
+                return self._finish(job, job.last_kind, detail=job.last_detail)
+            slot.not_before = time.monotonic() + settings.backoff * 2 ** (job.attempts - 1)
+            retry_pending = True
+            self._release(keep_waiting=slot)
+
+    async def _acquire(self, slot: Slot[_Job], *, front: bool) -> None:
+        """Return when ``slot`` holds the bus (at once when the bus is idle and nothing waits)."""
+        job = slot.item
+        if front and job.turn is not None and job.turn.done() is False:
+            pass  # already queued by _release(keep_waiting=…)
+        elif (
+            not self._busy
+            and not front
+            and len(self._scheduler) == 0
+            and slot.not_before <= time.monotonic()
+        ):
+            self._busy = True
+            self._scheduler.mark_served(slot.unit_id)
+            return
+        else:
+            job.turn = asyncio.get_running_loop().create_future()
+            self._scheduler.push(slot, front=front)
+            self._dispatch()
+        turn = job.turn
+        assert turn is not None
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()  # the turn was granted just as the caller was cancelled
+            raise
+
+    def _release(self, keep_waiting: Slot[_Job] | None = None) -> None:
+        """Give the bus up; ``keep_waiting`` re-queues a retry at the head of its unit first."""
+        if keep_waiting is not None:
+            keep_waiting.item.turn = asyncio.get_running_loop().create_future()
+            self._scheduler.push(keep_waiting, front=True)
+        self._busy = False
+        if len(self._scheduler):
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the bus to the next due waiter, or arm a timer for the next backoff."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy:
+            return
+        now = time.monotonic()
+        while (slot := self._scheduler.pop(now)) is not None:
+            turn = slot.item.turn
+            if turn is None or turn.done():  # the caller gave up while waiting
+                continue
+            self._busy = True
+            turn.set_result(None)
+            return
+        due = self._scheduler.next_due()
+        if due is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, due - now), self._dispatch)
 
     def health(self, unit_id: int) -> DeviceHealth:
         """Frozen health snapshot of ``unit_id`` on this bus."""
@@ -188,16 +268,18 @@ class ModbusBus:
         return self._client.connected
 
     async def close(self) -> None:
-        """Stop the worker, fail queued requests with ``connection`` and close the client."""
+        """Fail waiting requests with ``connection`` (bus closed) and close the client."""
         self._closed = True
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for slot in self._scheduler.drain():
-            self._finish(slot.item, ResultKind.CONNECTION, detail="bus closed")
+            turn = slot.item.turn
+            if turn is not None and not turn.done():
+                turn.set_result(None)  # the waiter sees the bus closed and returns
+        self._fail_pending(_Disconnected("bus closed"))
         self._client.close()
+        await asyncio.sleep(0)
 
     async def __aenter__(self) -> ModbusBus:
         """Use the bus as an async context manager (closes on exit)."""
@@ -237,38 +319,7 @@ class ModbusBus:
             )
         return tracker
 
-    async def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            slot = self._scheduler.pop(now)
-            if slot is None:
-                due = self._scheduler.next_due()
-                self._wakeup.clear()
-                wait = None if due is None else max(0.0, due - now)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-                continue
-            job = slot.item
-            if job.future.done():  # the caller gave up (cancelled) before it was sent
-                continue
-            try:
-                await self._attempt(job)
-            except Exception as exc:  # a bug must not stop the bus for every other device
-                self._in_flight = False
-                self._finish(job, ResultKind.CONNECTION, detail=f"internal error: {exc!r}")
-                continue
-            settings = self.settings
-            retry = job.last_kind is not ResultKind.OK and (
-                job.last_kind is not ResultKind.EXCEPTION
-                or job.extra.get("exception_code") in RETRYABLE_EXCEPTIONS
-            )
-            if retry and job.attempts <= settings.retries:
-                slot.not_before = time.monotonic() + settings.backoff * 2 ** (job.attempts - 1)
-                self._scheduler.push(slot, front=True)
-            else:
-                self._finish(job, job.last_kind, detail=job.last_detail)
-
-    def _finish(self, job: _Job, kind: ResultKind, *, detail: str = "") -> None:
+    def _finish(self, job: _Job, kind: ResultKind, *, detail: str = "") -> RequestResult:
         request = job.request
         code = job.extra.get("exception_code") if kind is ResultKind.EXCEPTION else None
         result = RequestResult(
@@ -286,8 +337,7 @@ class ModbusBus:
             detail=detail,
         )
         self._tracker(request.unit_id).record(result)
-        if not job.future.done():
-            job.future.set_result(result)
+        return result
 
     async def _ensure_connected(self) -> str | None:
         """Open the client if needed; return a reason when it cannot be opened now."""
@@ -317,13 +367,15 @@ class ModbusBus:
     async def _attempt(self, job: _Job) -> None:
         request = job.request
         job.attempts += 1
-        reason = await self._ensure_connected()
-        if reason is not None:
-            job.last_kind, job.last_detail = ResultKind.CONNECTION, reason
-            return
-        gap_end = self._last_activity + self.settings.inter_request_gap
-        if (delay := gap_end - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
+        if not self._client.connected:
+            reason = await self._ensure_connected()
+            if reason is not None:
+                job.last_kind, job.last_detail = ResultKind.CONNECTION, reason
+                return
+        if self.settings.inter_request_gap > 0:
+            gap_end = self._last_activity + self.settings.inter_request_gap
+            if (delay := gap_end - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
         start = time.monotonic()
         self._in_flight = True
         try:

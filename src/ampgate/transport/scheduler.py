@@ -27,13 +27,21 @@ class Slot(Generic[T]):
 
 
 class FairScheduler(Generic[T]):
-    """Priority lane first, then round-robin over units, each unit FIFO."""
+    """Priority lane first, then round-robin over units (least recently served), each FIFO."""
 
     def __init__(self) -> None:
         """Create an empty scheduler."""
         self._priority: deque[Slot[T]] = deque()
         self._units: OrderedDict[int, deque[Slot[T]]] = OrderedDict()
         self._seq = 0
+        self._turns = 0
+        self._served: dict[int, int] = {}
+        """Unit id → turn number it was last served at (least recently served goes first)."""
+
+    def mark_served(self, unit_id: int) -> None:
+        """Record that ``unit_id`` just used the bus (also on the idle fast path)."""
+        self._turns += 1
+        self._served[unit_id] = self._turns
 
     def __len__(self) -> int:
         """Number of queued items."""
@@ -60,17 +68,17 @@ class FairScheduler(Generic[T]):
             if slot.not_before <= now:
                 del self._priority[i]
                 return slot
-        for unit_id in list(self._units):
-            queue = self._units[unit_id]
-            head = queue[0]
-            if head.not_before <= now:
-                queue.popleft()
-                # Rotate: the unit just served goes to the back of the round.
-                del self._units[unit_id]
-                if queue:
-                    self._units[unit_id] = queue
-                return head
-        return None
+        due = [u for u, q in self._units.items() if q[0].not_before <= now]
+        if not due:
+            return None
+        # Round-robin: the due unit served least recently goes first.
+        unit_id = min(due, key=lambda u: self._served.get(u, 0))
+        queue = self._units[unit_id]
+        head = queue.popleft()
+        if not queue:
+            del self._units[unit_id]
+        self.mark_served(unit_id)
+        return head
 
     def next_due(self) -> float | None:
         """Earliest ``not_before`` among queued items (None when empty)."""
