@@ -202,3 +202,23 @@ async def test_serial_port_gone_and_back_is_reopened_without_leaks(tmp_path):
     await asyncio.sleep(0.05)
     assert len(asyncio.all_tasks()) == tasks_before
     assert open_fds() == fds_before
+
+
+async def test_cancelled_callers_do_not_wedge_the_bus(socat_pair):
+    a, b = socat_pair
+    responder = RawRtuResponder(b, {1: Unit(regs(0)), 2: Unit(behaviour="silent")})
+    await responder.start()
+    bus = SerialBus(a, baudrate=19200, timeout=0.2, retries=0)
+    try:
+        in_flight = asyncio.ensure_future(bus.read_registers(2, 3, 0, 1))
+        waiting = asyncio.ensure_future(bus.read_registers(1, 3, 0, 1))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        in_flight.cancel()
+        await asyncio.gather(in_flight, waiting, return_exceptions=True)
+        result = await asyncio.wait_for(bus.read_registers(1, 3, 3, 1), 1.0)
+        assert result.words == (3,)
+        assert [s.unit_id for s in responder.seen] == [2, 1], "the cancelled wait was never sent"
+    finally:
+        await bus.close()
+        await responder.stop()

@@ -5,9 +5,10 @@ See :mod:`ampgate.transport.bus` for the scheduling rules and
 """
 
 from ampgate.transport.address import AddressError, BusAddress, DeviceAddress, parse_address
-from ampgate.transport.bus import BusSettings, ModbusBus, Request
+from ampgate.transport.bus import BusSettings, ModbusBus
 from ampgate.transport.buses import BusPool, SerialBus, TcpBus, open_bus
 from ampgate.transport.health import RTT_BUCKETS, DeviceHealth, RttHistogram
+from ampgate.transport.request import Request
 from ampgate.transport.result import (
     EXCEPTION_NAMES,
     RequestFailed,

@@ -1,0 +1,42 @@
+"""A Modbus register request, checked before it can reach the wire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ampgate.errors import TransportError
+
+READ_FUNCTIONS = (3, 4)
+WRITE_FUNCTIONS = (6, 16)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A read (FC 3/4) or write (FC 6/16) of holding/input registers."""
+
+    unit_id: int
+    function: int
+    address: int
+    count: int
+    values: tuple[int, ...] = ()
+
+    def validate(self, bus: str) -> None:
+        """Raise TransportError when the request could not be a valid Modbus frame."""
+        where = f"{bus} unit {self.unit_id}"
+        if not 0 <= self.unit_id <= 255:
+            raise TransportError(f"{where}: unit id {self.unit_id} is outside 0–255")
+        if self.function not in READ_FUNCTIONS + WRITE_FUNCTIONS:
+            raise TransportError(f"{where}: function {self.function} is not one of 3, 4, 6, 16")
+        if not 0 <= self.address <= 0xFFFF or self.address + self.count - 1 > 0xFFFF:
+            raise TransportError(f"{where}: address {self.address}+{self.count} exceeds 0–65535")
+        limit = 125 if self.function in READ_FUNCTIONS else (1 if self.function == 6 else 123)
+        if not 1 <= self.count <= limit:
+            raise TransportError(
+                f"{where}: FC{self.function} count {self.count} is outside 1–{limit}"
+            )
+        if self.function in WRITE_FUNCTIONS:
+            if len(self.values) != self.count:
+                raise TransportError(f"{where}: {len(self.values)} values for count {self.count}")
+            bad = [v for v in self.values if not (isinstance(v, int) and 0 <= v <= 0xFFFF)]
+            if bad:
+                raise TransportError(f"{where}: register values {bad} are outside 0–65535")
