@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 import numbers
 import struct
+from collections.abc import Callable
 
 from ampgate.codec.decode import STRUCT_CODE, scale_divisor
 from ampgate.codec.model import RegisterMap
-from ampgate.codec.rules import _fmt
+from ampgate.codec.rules import format_number as _fmt
 from ampgate.codec.schema import TYPE_WORDS, FieldSpec, type_raw_range
 from ampgate.errors import EncodeError
 
 _REL_TOLERANCE = 1e-9
+Refuse = Callable[[str], EncodeError]
 
 
 def describe_allowed(f: FieldSpec) -> str:
@@ -55,7 +57,7 @@ def encode_field(rmap: RegisterMap, name_or_field: str | FieldSpec, value: objec
     return _pack(f, raw, refuse, shown)
 
 
-def _as_number(rmap: RegisterMap, f: FieldSpec, value: object, refuse) -> int | float:  # type: ignore[no-untyped-def]
+def _as_number(rmap: RegisterMap, f: FieldSpec, value: object, refuse: Refuse) -> int | float:
     enum = rmap.enum_of(f)
     if isinstance(value, str) and enum is not None:
         for raw, label in enum.items():
@@ -70,7 +72,7 @@ def _as_number(rmap: RegisterMap, f: FieldSpec, value: object, refuse) -> int | 
     return float(value)
 
 
-def _to_raw(f: FieldSpec, number: int | float, refuse, shown: str) -> int | float:  # type: ignore[no-untyped-def]
+def _to_raw(f: FieldSpec, number: int | float, refuse: Refuse, shown: str) -> int | float:
     if f.type.startswith("f"):
         return number / f.scale if f.scale != 1 else float(number)
     divisor = scale_divisor(f.scale)
@@ -94,7 +96,7 @@ def _to_raw(f: FieldSpec, number: int | float, refuse, shown: str) -> int | floa
     return raw
 
 
-def _pack(f: FieldSpec, raw: int | float, refuse, shown: str) -> list[int]:  # type: ignore[no-untyped-def]
+def _pack(f: FieldSpec, raw: int | float, refuse: Refuse, shown: str) -> list[int]:
     lo, hi = type_raw_range(f.type)
     if not lo <= raw <= hi:
         raise refuse(

@@ -27,11 +27,14 @@ def check_map(spec: RegisterMapSpec) -> list[Problem]:
     return problems
 
 
-def _fmt(x: float) -> str:
+def format_number(x: float) -> str:
     """A number as a person writes it: 6 not 6.0."""
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e16:
         return str(int(x))
     return str(x)
+
+
+_fmt = format_number
 
 
 def engineering_range(field: FieldSpec) -> tuple[float, float]:
