@@ -338,7 +338,11 @@ class _Cycle:
         mem = replace(mem, setpoint=amps, changed_at=changed_at, paused_at=paused_at, phases=v.mode)
         if cid in self.switched:
             mem = replace(mem, phase_switched_at=self.now, phases_in_use=None)
-        return mem
+        window = self.settings.meter_lag_allowance_s + self.settings.meter_stale_after_s
+        recent = tuple(e for e in mem.recent_draw if self.now - e[0] < window)
+        if self.settings.meter_lag_allowance_s <= 0:
+            recent = ()
+        return replace(mem, recent_draw=(*recent, (self.now, v.measured)))
 
     def accounts(self) -> tuple[PhaseAccount, ...]:
         """Per group and site phase: limit, non-EV load, headroom, allocated, available."""

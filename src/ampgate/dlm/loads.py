@@ -3,7 +3,8 @@
 Rules (Bender "External Meter Location", "External Load Fallback"):
 
 - meter *including* the chargers: non-EV = meter − measured currents of the online chargers
-  under the metered group (through their rotations);
+  under the metered group (through their rotations); with ``meter_lag_allowance_s`` > 0 each
+  charger's draw from that long before the reading is used, to line up with a lagging meter;
 - meter *excluding* the chargers: non-EV = meter;
 - reading stale or any phase missing: hold the last good non-EV load for ``meter_hold_s`` after
   that reading, then use the group's fallback load — never zero;
@@ -74,11 +75,22 @@ def group_loads(
         if fresh:
             raw = [float(c) for c in reading.currents]  # type: ignore[arg-type]
             if meter.location is MeterLocation.INCLUDING:
+                window = settings.meter_lag_allowance_s
                 for charger_id in site_index.members[group.id]:
                     r = readings.get(charger_id)
-                    if r is not None and r.online:
-                        for p, amps in enumerate(measured_site_currents(site_index, charger_id, r)):
-                            raw[p] -= amps
+                    if r is None or not r.online:
+                        continue
+                    draw = measured_site_currents(site_index, charger_id, r)
+                    memory_of_charger = state.chargers.get(charger_id)
+                    if window > 0 and memory_of_charger is not None:
+                        # the draw the (lagging) meter reflects: the one seen `window` earlier
+                        seen_at = reading.timestamp - window
+                        best = abs(now - seen_at)
+                        for at, past in memory_of_charger.recent_draw:
+                            if abs(at - seen_at) < best:
+                                best, draw = abs(at - seen_at), past
+                    for p in range(3):
+                        raw[p] -= draw[p]
             non_ev = (max(0.0, raw[0]), max(0.0, raw[1]), max(0.0, raw[2]))
             memory[meter.id] = MeterMemory(non_ev, reading.timestamp)
             loads[group.id] = GroupLoad(non_ev, "meter")

@@ -223,6 +223,10 @@ class EngineSettings:
     """How often the choice of chargers given failsafe 0 (when not all fit) rotates."""
     phase_use_threshold_a: float = 1.0
     """A charging car drawing at least this on a phase uses that phase."""
+    meter_lag_allowance_s: float = 0.0
+    """How far a meter's reading lags the chargers' own measurements (averaging, slow polling).
+    With a meter *including* the chargers, the engine subtracts each charger's draw from this
+    long before the reading, so the lag does not turn a car's ramp-up into phantom capacity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +301,8 @@ class ChargerMemory:
     underdraw_cap: int | None = None
     session: bool = False
     """A car is connected (a session is under way)."""
+    recent_draw: tuple[tuple[float, PhaseTriple], ...] = ()
+    """(time, measured draw per site phase) over the last ``meter_lag_allowance_s``."""
 
 
 @dataclass(frozen=True, slots=True)
