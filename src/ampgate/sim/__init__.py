@@ -24,12 +24,20 @@ server = await serve_tcp({1: charger, 100: meter, 7: FaultyDevice()}, port=0)  #
 server.port; server.drop_connections(); await server.stop()
 
 rtu = await serve_rtu({1: charger}, "/dev/pts/7", baudrate=9600, line_emulation=True)
-rtu.stats  # frames_received, answered, refused_in_silent_interval, bad_crc, wire_time_s, ...
+rtu.stats  # LineStats: frames_received, answered, refused_in_silent_interval, ignored,
+           # bad_frames, wire_time_s, last_wire_time_s, last_response_delay_s
 await rtu.stop()
 
-handle = await start_simulation(chargers=2, meter_model="eastron-sdm630", tcp_port=5020)
-await run_simulation(...)  # same arguments; serves until cancelled
+sim = await start_simulation(chargers=2, meter_model="eastron-sdm630", tcp_port=0,
+                             serial_port=None, speed=10)   # chargers 1..N, meter METER_UNIT_ID=100
+sim.describe(); sim.chargers[1]; sim.meter; sim.tcp.port; await sim.stop()
+await run_simulation(2, "eastron-sdm630", 5020, None, on_started=print_it)  # until cancelled
 ```
+
+Line emulation (RTU): an answer is written when its last character would arrive at the baud rate
+(11 bits per character, 3.5-character silent interval, 1.75 ms above 19200 baud); a request that
+starts inside the silent interval after the previous frame gets no answer and is counted. Clients
+must therefore leave a silent interval between an answer and the next request, as on a real bus.
 
 Faults (`Faults` on a `FaultyDevice`, changeable at run time): ``silent`` (never answers),
 ``exception`` (answers that exception code), ``corrupt_crc`` (RTU: answer with a wrong CRC),
@@ -48,22 +56,39 @@ from ampgate.sim.device import (
 from ampgate.sim.evc2 import ElectricVehicle, Evc2Simulator
 from ampgate.sim.meter import LoadProfile, MeterSimulator, constant_load
 from ampgate.sim.registers import RegisterImage
+from ampgate.sim.rtu import LineStats, RtuSimServer, serve_rtu, transaction_wire_time
+from ampgate.sim.site import (
+    METER_UNIT_ID,
+    Simulation,
+    building_load,
+    run_simulation,
+    start_simulation,
+)
 from ampgate.sim.tcp import TcpSimServer, serve_tcp
 
 __all__ = [
+    "METER_UNIT_ID",
     "Clock",
     "ElectricVehicle",
     "Evc2Simulator",
     "Faults",
     "FaultyDevice",
+    "LineStats",
     "LoadProfile",
     "ManualClock",
     "MeterSimulator",
     "ModbusExceptionCode",
     "RegisterImage",
+    "RtuSimServer",
     "SimulatedDevice",
+    "Simulation",
     "SpeedClock",
     "TcpSimServer",
+    "building_load",
     "constant_load",
+    "run_simulation",
+    "serve_rtu",
     "serve_tcp",
+    "start_simulation",
+    "transaction_wire_time",
 ]

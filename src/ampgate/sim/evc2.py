@@ -200,48 +200,53 @@ class Evc2Simulator:
         self._reevaluate()
         self._publish()
 
+    # Queries bring the model to clock() first, so they always describe "now".
     @property
     def current(self) -> float:
         """Amps the car draws now on each of its active phases."""
+        self.advance()
         return self._draw
 
     @property
     def phases_in_use(self) -> tuple[int, ...]:
         """Charger phases (1–3) the car draws on now."""
+        self.advance()
         return tuple(p + 1 for p in self._draw_phases)
 
     @property
     def allowed_current(self) -> float:
-        """Amps the charger offers from the gateway's view: setpoint, or failsafe after timeout."""
-        if self.watchdog_expired:
-            return float(self.image.raw("failsafe_current"))
-        return float(self.image.raw("amps_to_use"))
+        """Amps the charger offers now: the setpoint, or the failsafe current after a timeout."""
+        self.advance()
+        return self._allowed()
 
     @property
     def watchdog_expired(self) -> bool:
         """True when reg 19 > 0 and no valid request arrived for that many seconds."""
-        timeout = self.image.raw("communication_timeout")
-        return bool(timeout) and self._now >= self._last_request + timeout
+        self.advance()
+        return self._expired()
 
     @property
     def session_energy_kwh(self) -> float:
         """Energy of the current session, kWh (unrounded)."""
+        self.advance()
         return self._session_wh / 1000.0
 
     @property
     def lifetime_energy_kwh(self) -> float:
         """Energy over the charger's life, kWh (unrounded)."""
+        self.advance()
         return self._lifetime_wh / 1000.0
 
     def phase_currents(self) -> tuple[float, float, float]:
         """Current on charger phases L1, L2, L3 now."""
-        return tuple(self._draw if p in self._draw_phases else 0.0 for p in range(3))  # type: ignore[return-value]
+        self.advance()
+        return self._phase_currents()
 
     def site_currents(self, now: float | None = None) -> tuple[float, float, float]:
         """Current on site phases 1, 2, 3 (after ``rotation``), advancing the model to ``now``."""
         self.advance(now)
         out = [0.0, 0.0, 0.0]
-        for charger_phase, amps in enumerate(self.phase_currents()):
+        for charger_phase, amps in enumerate(self._phase_currents()):
             out[self.rotation[charger_phase] - 1] += amps
         return out[0], out[1], out[2]
 
@@ -270,6 +275,20 @@ class Evc2Simulator:
         self._last_request = self._now
         self._reevaluate()
         self._publish()
+
+    def _allowed(self) -> float:
+        if self._expired():
+            return float(self.image.raw("failsafe_current"))
+        return float(self.image.raw("amps_to_use"))
+
+    def _expired(self) -> bool:
+        timeout = self.image.raw("communication_timeout")
+        return bool(timeout) and self._now >= self._last_request + timeout
+
+    def _phase_currents(self) -> tuple[float, float, float]:
+        d = self._draw
+        on = self._draw_phases
+        return (d if 0 in on else 0.0, d if 1 in on else 0.0, d if 2 in on else 0.0)
 
     def _mask(self, name: str, bits: int | Iterable[str]) -> int:
         if isinstance(bits, int):
@@ -310,7 +329,7 @@ class Evc2Simulator:
         ev = self.ev
         if ev is None or self._stopped or self.error_bits or not self._authorised():
             return 0.0, ()
-        limit = min(self.allowed_current, self.amp_limit, self.user_max_current, ev.max_current)
+        limit = min(self._allowed(), self.amp_limit, self.user_max_current, ev.max_current)
         if limit < MIN_CHARGING_CURRENT:
             return 0.0, ()
         phases = PHASE_SETS.get(int(self.image.raw("phase_to_use")), (0, 1, 2))
@@ -363,7 +382,7 @@ class Evc2Simulator:
 
     def _limit_cause(self) -> int:
         limits = [
-            (self.allowed_current, _F_LOAD_BALANCE),
+            (self._allowed(), _F_LOAD_BALANCE),
             (float(self.amp_limit), _F_HARDWARE),
             (float(self.user_max_current), _F_USER),
         ]
@@ -372,7 +391,7 @@ class Evc2Simulator:
     def _publish(self) -> None:
         """Write the model state into the register image."""
         image = self.image
-        currents = self.phase_currents()
+        currents = self._phase_currents()
         for i in range(3):
             image.set(f"voltage_l{i + 1}", self.voltages[i])
             image.set(f"current_l{i + 1}", currents[i])
