@@ -4,7 +4,8 @@ Rules (Bender "External Meter Location", "External Load Fallback"):
 
 - meter *including* the chargers: non-EV = meter − measured currents of the online chargers
   under the metered group (through their rotations); with ``meter_lag_allowance_s`` > 0 each
-  charger's draw from that long before the reading is used, to line up with a lagging meter;
+  charger's smallest draw over that window before the reading is used, so a lagging meter
+  cannot turn a car's ramp-up into phantom capacity;
 - meter *excluding* the chargers: non-EV = meter;
 - reading stale or any phase missing: hold the last good non-EV load for ``meter_hold_s`` after
   that reading, then use the group's fallback load — never zero;
@@ -83,12 +84,11 @@ def group_loads(
                     draw = measured_site_currents(site_index, charger_id, r)
                     memory_of_charger = state.chargers.get(charger_id)
                     if window > 0 and memory_of_charger is not None:
-                        # the draw the (lagging) meter reflects: the one seen `window` earlier
-                        seen_at = reading.timestamp - window
-                        best = abs(now - seen_at)
+                        # the meter reflects some draw from the last `window` before its
+                        # reading; subtracting the smallest of them never hides load
                         for at, past in memory_of_charger.recent_draw:
-                            if abs(at - seen_at) < best:
-                                best, draw = abs(at - seen_at), past
+                            if reading.timestamp - window - 1e-9 <= at <= reading.timestamp:
+                                draw = tuple(min(a, b) for a, b in zip(draw, past, strict=True))
                     for p in range(3):
                         raw[p] -= draw[p]
             non_ev = (max(0.0, raw[0]), max(0.0, raw[1]), max(0.0, raw[2]))

@@ -142,7 +142,7 @@ def simulate(
     building_of = {g.id: scenario.building.get(g.id, ()) for g in site.groups}
     descendants = {g.id: [h.id for h in site.groups if g.id in _ancestry(site, h.id)] for g in
                    site.groups}  # fmt: skip
-    steps = int(round(scenario.duration_s / scenario.step_s))
+    steps = round(scenario.duration_s / scenario.step_s)
     for i in range(steps + 1):
         now = i * scenario.step_s
         present = {cid: c for cid, c in cars.items() if c.spec.arrive_s <= now < c.spec.depart_s}
