@@ -167,3 +167,39 @@ async def test_request_inside_the_silent_interval_is_refused_and_counted(
     finally:
         os.close(fd)
         await server.stop()
+
+
+async def test_garbage_on_the_line_is_dropped_and_the_next_frame_answered(
+    pty_pair: tuple[str, str], clock: ManualClock
+) -> None:
+    client_path, server_path = pty_pair
+    server = await serve_rtu({1: Evc2Simulator(clock)}, server_path, 19200)
+    fd = os.open(client_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        bad_crc = _read_frame(1, 9, 1)[:-1] + b"\x00"
+        for junk in (bad_crc, b"\x01\x03\x00", b"\x01\x2b\x0e\x01\x00\xff\xff", bytes(range(40))):
+            os.write(fd, junk)
+            await asyncio.sleep(0.05)  # a silence: the server gives the fragment up
+        assert await _read_answer(fd, 1, timeout=0.05) == b""
+        os.write(fd, _read_frame(1, 9, 1))
+        answer = await _read_answer(fd, 7, timeout=1.0)
+        assert answer == with_crc(bytes([1, 3, 2]) + struct.pack(">H", 21571))
+        assert server.stats.bad_frames >= 3
+        assert server.stats.answered == 1
+    finally:
+        os.close(fd)
+        await server.stop()
+
+
+async def test_unsupported_function_answers_exception_1(
+    pty_pair: tuple[str, str], clock: ManualClock
+) -> None:
+    client_path, server_path = pty_pair
+    server = await serve_rtu({1: Evc2Simulator(clock)}, server_path, 19200)
+    fd = os.open(client_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        os.write(fd, with_crc(bytes([1, 0x11])))  # FC 17 report server id: not implemented
+        assert await _read_answer(fd, 5, timeout=1.0) == with_crc(bytes([1, 0x91, 1]))
+    finally:
+        os.close(fd)
+        await server.stop()
