@@ -166,7 +166,7 @@ class DlmConfig(_Section):
     """How the allocator runs."""
 
     cycle_seconds: float = Field(default=1.0, ge=0.05, le=60)
-    ramp_up_amps_per_second: float = Field(default=2.0, gt=0, le=32)
+    ramp_up_amps_per_second: float = Field(default=2.0, gt=0, le=100)
     """Largest increase of one setpoint per second (A/s). Reductions are never rate-limited."""
     hysteresis_amps: int = Field(default=1, ge=0, le=10)
     """An increase smaller than this is not made (A)."""
@@ -274,23 +274,20 @@ def _fmt_value(value: object) -> str:
 
 
 def _field_range(model: type[BaseModel], name: object) -> str | None:
-    """Return "lo–hi" for a numeric field with bounds, from its pydantic metadata."""
+    """Return the allowed range of a numeric field ("1–247", "> 0 and <= 10") from pydantic."""
     info = model.model_fields.get(name) if isinstance(name, str) else None
     if info is None:
         return None
-    lo = hi = None
+    bounds: dict[str, object] = {}
     for meta in info.metadata:
-        for attr in ("ge", "gt"):
+        for attr in ("ge", "gt", "le", "lt"):
             if getattr(meta, attr, None) is not None:
-                lo = f"{'> ' if attr == 'gt' else ''}{getattr(meta, attr)}"
-        for attr in ("le", "lt"):
-            if getattr(meta, attr, None) is not None:
-                hi = f"{'< ' if attr == 'lt' else ''}{getattr(meta, attr)}"
-    if lo is None and hi is None:
-        return None
-    if lo is not None and hi is not None and not lo.startswith(">") and not hi.startswith("<"):
-        return f"{lo}–{hi}"
-    return " and ".join(p for p in (f">= {lo}" if lo and lo[0] != ">" else lo, hi) if p)
+                bounds[attr] = getattr(meta, attr)
+    if "ge" in bounds and "le" in bounds:
+        return f"{bounds['ge']}–{bounds['le']}"
+    ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    parts = [f"{ops[k]} {v}" for k, v in bounds.items()]
+    return " and ".join(parts) or None
 
 
 _BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}

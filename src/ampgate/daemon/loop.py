@@ -106,7 +106,11 @@ class Gateway:
         )
         plan = self._fixed_failsafe or failsafe_plan(self.config)
         await asyncio.gather(
-            *(self._program(rt, plan[rt.name]) for rt in self.chargers.values() if rt.online)
+            *(
+                self._program(rt, plan[rt.name])
+                for rt in self.chargers.values()
+                if rt.online and not rt.refused
+            )
         )
         self._publish()
 

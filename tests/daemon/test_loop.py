@@ -1,0 +1,197 @@
+"""The gateway loop end to end over real Modbus TCP to the EVC2 and meter simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+from structlog.testing import capture_logs
+
+from ampgate.daemon.loop import Gateway
+from ampgate.sim import ElectricVehicle
+
+from .simsite import start_site
+
+
+@pytest.fixture
+async def site():
+    sim = await start_site(2, limit=32, building=(4.0, 4.0, 4.0))
+    yield sim
+    await sim.stop()
+
+
+async def _cycles(gateway: Gateway, n: int, period: float = 0.2) -> None:
+    for _ in range(n):
+        began = time.monotonic()
+        await gateway.cycle()
+        await asyncio.sleep(max(0.0, period - (time.monotonic() - began)))
+
+
+def _setpoints(site) -> dict[str, int]:
+    return {n: int(s.image.raw("amps_to_use")) for n, s in site.chargers.items()}
+
+
+async def test_watchdog_and_failsafe_are_programmed_on_every_charger(site):
+    gateway = Gateway(site.config())
+    try:
+        await gateway.start()
+        for name, sim in site.chargers.items():
+            assert sim.image.raw("communication_timeout") == 2, name
+            assert sim.image.raw("failsafe_current") == 6, name
+        assert _setpoints(site) == {"c1": 0, "c2": 0}  # nothing before a first measurement
+    finally:
+        await gateway.shutdown(write=False)
+
+
+async def test_load_step_is_answered_within_one_cycle_and_the_fuse_holds(site):
+    gateway = Gateway(site.config())
+    await gateway.start()
+    try:
+        await _cycles(gateway, 6)
+        before = _setpoints(site)
+        assert all(v >= 6 for v in before.values()), before
+        assert max(site.true_currents()) <= site.limit
+        # A building load step of 16 A on every phase: the next cycle must lower the setpoints
+        # so building + cars fit the fuse, on the wire, before the cycle returns.
+        site.building[:] = [20.0, 20.0, 20.0]
+        site.meter.advance()
+        step_at = time.monotonic()
+        await gateway.cycle()
+        reaction = time.monotonic() - step_at
+        after = _setpoints(site)
+        assert sum(after.values()) < sum(before.values())
+        assert reaction < 0.2 + 0.2  # one cycle period + bus time on loopback
+        # Every phase carries building + both 3-phase cars: building + their sum <= limit.
+        assert 20.0 + sum(after.values()) <= site.limit + 1e-9
+        await asyncio.sleep(0.3)  # the cars follow within their reaction delay (0.1 s)
+        worst = 0.0
+        for _ in range(8):
+            await gateway.cycle()
+            worst = max(worst, *site.true_currents())
+            await asyncio.sleep(0.05)
+        assert worst <= site.limit, f"fuse exceeded: {worst} A > {site.limit} A"
+    finally:
+        await gateway.shutdown(write=False)
+
+
+async def test_settings_drift_is_reported_and_re_applied(site):
+    gateway = Gateway(site.config(slow_poll_every=2))
+    await gateway.start()
+    try:
+        await _cycles(gateway, 2)
+        # Someone changes the watchdog and the failsafe in the app.
+        site.chargers["c2"].image.set_raw("communication_timeout", 0)
+        site.chargers["c2"].image.set_raw("failsafe_current", 16)
+        with capture_logs() as logs:
+            await _cycles(gateway, 2)
+        mismatches = [e for e in logs if e["event"] == "config_mismatch"]
+        assert {(e["device"], e["field"], e["actual"]) for e in mismatches} == {
+            ("c2", "communication_timeout", 0),
+            ("c2", "failsafe_current", 16),
+        }
+        assert site.chargers["c2"].image.raw("communication_timeout") == 2
+        assert site.chargers["c2"].image.raw("failsafe_current") == 6
+    finally:
+        await gateway.shutdown(write=False)
+
+
+async def test_setpoint_is_refreshed_within_the_watchdog_so_it_never_trips(site):
+    gateway = Gateway(site.config(watchdog_seconds=1, cycle_seconds=0.2))
+    await gateway.start()
+    try:
+        writes: list[float] = []
+        original = site.chargers["c1"].write
+
+        def spy(address, values):
+            if address == 15:
+                writes.append(time.monotonic())
+            return original(address, values)
+
+        site.chargers["c1"].write = spy  # type: ignore[method-assign]
+        await _cycles(gateway, 12)  # 2.4 s with a steady load: the setpoint does not change
+        assert len(writes) >= 3
+        gaps = [b - a for a, b in itertools.pairwise(writes)]
+        assert max(gaps) <= 1 / 3 + 0.25  # watchdog / 3 plus one cycle of slack
+        assert not site.chargers["c1"].watchdog_expired
+    finally:
+        await gateway.shutdown(write=False)
+
+
+async def test_silent_meter_means_fallback_load_and_an_event(site):
+    gateway = Gateway(site.config())
+    await gateway.start()
+    try:
+        await _cycles(gateway, 3)
+        site.faults["grid"].silent = True
+        with capture_logs() as logs:
+            await _cycles(gateway, 8)
+        stale = [e for e in logs if e["event"] == "meter_stale"]
+        assert len(stale) == 1 and stale[0]["device"] == "grid"
+        sources = {a.non_ev_source for a in gateway.allocation.accounts}
+        assert sources == {"fallback"}
+        # Fallback 8 A per phase: two cars fit the rest of the 32 A fuse.
+        assert 8 + sum(_setpoints(site).values()) <= 32
+        site.faults["grid"].silent = False
+        with capture_logs() as logs:
+            await _cycles(gateway, 3)
+        assert [e["event"] for e in logs if e["event"].startswith("meter_")] == ["meter_fresh"]
+    finally:
+        await gateway.shutdown(write=False)
+
+
+async def test_one_silent_charger_does_not_stop_the_others():
+    site = await start_site(3, limit=40, building=(4.0, 4.0, 4.0))
+    gateway = Gateway(site.config())
+    try:
+        await gateway.start()
+        await _cycles(gateway, 4)
+        site.faults["c2"].silent = True
+        with capture_logs() as logs:
+            await _cycles(gateway, 8)
+        assert any(e["event"] == "device_offline" and e["device"] == "c2" for e in logs)
+        # The engine assumes the silent charger still draws its last setpoint; the others are
+        # still controlled both ways: paused when the building load rises, resumed after.
+        site.building[:] = [24.0, 24.0, 24.0]
+        await _cycles(gateway, 2)
+        after = _setpoints(site)
+        assert after["c1"] == 0 and after["c3"] == 0, after
+        site.building[:] = [4.0, 4.0, 4.0]
+        await _cycles(gateway, 4)
+        resumed = _setpoints(site)
+        assert resumed["c1"] >= 6 and resumed["c3"] >= 6, resumed
+        assert gateway.cycles == 18
+    finally:
+        await gateway.shutdown(write=False)
+        await site.stop()
+
+
+async def test_a_device_that_is_not_an_evc2_is_refused_and_never_written():
+    site = await start_site(2, limit=63, cars=[ElectricVehicle(reaction_delay=0.1), None])
+    site.chargers["c2"].image.set_raw("evse_id", 1234)
+    gateway = Gateway(site.config())
+    try:
+        with capture_logs() as logs:
+            await gateway.start()
+            await _cycles(gateway, 3)
+        (mismatch,) = [e for e in logs if e["event"] == "device_identity_mismatch"]
+        assert mismatch["device"] == "c2"
+        assert mismatch["checks"] == {"evse_id": {"expected": [21571], "found": 1234}}
+        assert site.chargers["c2"].image.raw("communication_timeout") == 30  # untouched
+        assert site.chargers["c2"].image.raw("amps_to_use") == 0
+        assert site.chargers["c1"].image.raw("amps_to_use") >= 6
+        # Nothing is known of what the refused unit draws: the engine assumes its maximum.
+        assert gateway.allocation.setpoints["c2"].reason_code == "charger_offline"
+    finally:
+        await gateway.shutdown(write=False)
+        await site.stop()
+
+
+async def test_shutdown_writes_each_chargers_failsafe(site):
+    gateway = Gateway(site.config())
+    await gateway.start()
+    await _cycles(gateway, 4)
+    assert all(v > 6 for v in _setpoints(site).values())
+    await gateway.shutdown()
+    assert _setpoints(site) == {"c1": 6, "c2": 6}
