@@ -159,7 +159,28 @@ def cmd_write(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ registration
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets options and positionals mix (``read ADDR --model M field1 field2``).
+
+    Plain argparse takes the device and the (empty) field list in one go and then refuses field
+    names given after an option; intermixed parsing collects every positional first.
+    """
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        """Parse with `parse_known_intermixed_args` (which calls back here for each pass)."""
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def _add_common_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.__class__ = _IntermixedParser
     parser.add_argument("device", help=ADDRESS_HELP)
     parser.add_argument(
         "--model",

@@ -1,0 +1,128 @@
+"""``ampgate scan`` over loopback TCP and an RTU pty pair, against the simulators."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ampgate.cli import main
+from ampgate.commission_io import parse_units
+from ampgate.config import check_config_text
+from ampgate.errors import ConfigError
+from ampgate.sim import ManualClock, MeterSimulator, constant_load
+
+
+def _found_rows(out: str) -> dict[int, list[str]]:
+    rows: dict[int, list[str]] = {}
+    for line in out.splitlines():
+        cells = [c for c in re.split(r"\s{2,}", line.strip()) if c]
+        if len(cells) >= 4 and cells[0].startswith(("tcp://", "rtu://")) and cells[1].isdigit():
+            rows[int(cells[1])] = cells
+    return rows
+
+
+def _snippet(out: str) -> str:
+    return out[out.index("# Suggested by") :]
+
+
+def test_scan_finds_exactly_the_simulated_devices_on_a_range_with_gaps(site, capsys):
+    assert main(["scan", site.address(), "--units", "1-10,100", "--timeout", "0.1"]) == 0
+    captured = capsys.readouterr()
+    rows = _found_rows(captured.out)
+    assert sorted(rows) == [1, 2, 5, 100]
+    for unit in (1, 2, 5):
+        assert rows[unit][2:4] == ["teltocharge-evc2", "identified"]
+        assert "evse_id == 21571" in rows[unit][4]
+    assert "serial_number 123456793" in rows[5][5]  # unit 5's own serial number
+    assert rows[100][2:4] == ["eastron-sdm72d", "identified"]
+    assert "meter_code == 137" in rows[100][4]
+    # progress: one line per pass when stderr is not a terminal, no per-unit spam
+    assert captured.err.strip().splitlines() == [f"scanning {site.address()}: 11 unit id(s)"]
+
+
+def test_scan_snippet_is_a_site_file_that_passes_check_config_once_the_fuse_is_set(site, capsys):
+    assert main(["scan", site.address(), "--units", "1-2,5,100", "--timeout", "0.1"]) == 0
+    snippet = _snippet(capsys.readouterr().out)
+    assert "# limit = [L1, L2, L3]" in snippet
+    config, problems = check_config_text(snippet)
+    assert config is None and any("groups.main.limit" in p for p in problems)
+    filled = snippet.replace("# limit = [L1, L2, L3]", "limit = [63, 63, 63]  #")
+    config, problems = check_config_text(filled)
+    assert problems == []
+    assert config is not None
+    assert {n: (c.bus, c.unit_id) for n, c in config.chargers.items()} == {
+        "charger1": ("lan", 1),
+        "charger2": ("lan", 2),
+        "charger5": ("lan", 5),
+    }
+    assert config.meters["meter100"].model == "eastron-sdm72d"
+    assert config.buses["lan"].port == site.port
+
+
+def test_meter_without_identification_is_reported_as_probable(serve_devices, capsys):
+    clock = ManualClock(0.0)
+    served = serve_devices({3: MeterSimulator("siemens-7km2200", constant_load(5.0), clock)})
+    assert main(["scan", served.address(), "--units", "2-4", "--timeout", "0.1"]) == 0
+    out = capsys.readouterr().out
+    rows = _found_rows(out)
+    assert list(rows) == [3]
+    assert rows[3][2:4] == ["siemens-7km2200", "probable"]
+    assert "frequency 50 Hz" in rows[3][4]
+    assert "# probable model" in _snippet(out)
+
+
+def test_scan_json_lists_devices_and_snippet(site, capsys):
+    assert main(["scan", site.address(), "--units", "4-5", "--timeout", "0.1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(d["unit_id"], d["model"], d["match"]) for d in data["found"]] == [
+        (5, "teltocharge-evc2", "identified")
+    ]
+    assert data["found"][0]["details"]["serial_number"] == "123456793"
+    assert "[chargers.charger5]" in data["snippet"]
+
+
+def test_scan_of_an_empty_range_says_nothing_was_found(site, capsys):
+    assert main(["scan", site.address(), "--units", "7-8", "--timeout", "0.1"]) == 1
+    assert "nothing found" in capsys.readouterr().out
+
+
+def test_scan_rtu_over_a_pty_pair_finds_the_charger_per_baud_rate(rtu_site, capsys):
+    client, _charger = rtu_site
+    args = ["scan", f"rtu://{client}", "--units", "1-3", "--baud", "9600", "--timeout", "0.1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    rows = _found_rows(out)
+    assert list(rows) == [2]
+    assert rows[2][0] == f"rtu://{client}?baud=9600&parity=N&stopbits=1&bytesize=8"
+    assert rows[2][2:4] == ["teltocharge-evc2", "identified"]
+    snippet = _snippet(out)
+    assert 'kind = "serial"' in snippet and f'port = "{client}"' in snippet
+    assert "baudrate = 9600" in snippet
+
+
+def test_read_over_rtu_uses_the_model_serial_defaults(rtu_site, capsys):
+    client, _charger = rtu_site
+    assert main(["read", f"rtu://{client}/2", "serial_number", "evse_id", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["device"] == f"rtu://{client}/2?baud=9600&parity=N&stopbits=1&bytesize=8"
+    assert data["fields"]["serial_number"]["value"] == 123456789
+
+
+def test_scan_refuses_a_unit_id_in_the_bus_address(capsys):
+    assert main(["scan", "tcp://127.0.0.1:502/3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drop the unit id and use --units" in err[0]
+
+
+def test_scan_refuses_baud_rates_on_tcp(capsys):
+    assert main(["scan", "tcp://127.0.0.1:502", "--baud", "9600"]) == 2
+    assert "--baud does not apply" in capsys.readouterr().err
+
+
+def test_unit_ranges_parse_and_bad_ones_name_the_allowed_form():
+    assert parse_units("1-3,100,2") == [1, 2, 3, 100]
+    for bad in ("x", "5-1", "1-300", ""):
+        with pytest.raises(ConfigError, match="--units"):
+            parse_units(bad)
