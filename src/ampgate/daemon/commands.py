@@ -113,8 +113,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(args.config)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``ampgate demo``: a simulated site under the real gateway loop, no hardware needed."""
+    from ampgate.daemon.demo import demo_main
+
+    return demo_main(args.duration, args.chargers, args.cycle, args.metrics_listen)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the daemon's subcommands to the ``ampgate`` parser."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run a simulated site (chargers, meter, building, cars) under the real gateway",
+        description="Simulated EVC2 chargers on an RS485 line and a grid meter, controlled by "
+        "the real gateway loop, with a live view. No hardware and no config needed.",
+    )
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--chargers", type=int, default=4, help="simulated chargers (default 4)")
+    p.add_argument("--cycle", type=float, default=1.0, help="control cycle in seconds (1)")
+    p.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:9740",
+        help="HOST:PORT of /metrics (a busy port falls back to any free one)",
+    )
+    p.set_defaults(func=cmd_demo)
     p = subparsers.add_parser("run", help="run the gateway for a site file")
     p.add_argument("--config", required=True, help="site configuration (TOML)")
     p.set_defaults(func=cmd_run)
