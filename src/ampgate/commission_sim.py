@@ -48,6 +48,11 @@ async def _simulate(args: argparse.Namespace) -> None:
             print(f"  {line}")
         if simulation.tcp is not None:
             print(f"try: ampgate read tcp://{simulation.tcp.host}:{simulation.tcp.port}/1")
+        elif simulation.rtu is not None:
+            print(
+                f"try: ampgate read rtu://OTHER-END/1?baud={simulation.rtu.baudrate} "
+                f"(OTHER-END: the serial port wired to {simulation.rtu.port_path})"
+            )
         sys.stdout.flush()
 
     tcp_port = args.tcp_port if args.tcp_port is not None or args.serial else 5020
@@ -71,13 +76,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve the simulated site until interrupted (exit 0) or ``--duration`` has passed."""
     quiet_library_logs(getattr(args, "debug", False))
     _check(args)
+    where = f"--serial {args.serial}" if args.serial else f"--tcp-port {args.tcp_port}"
     try:
         asyncio.run(_simulate(args))
     except OSError as exc:
-        where = f"--serial {args.serial}" if args.serial else f"--tcp-port {args.tcp_port}"
         raise ConfigError(
-            f"simulate: cannot serve on {where}: {exc.strerror or exc}; check that the port is "
-            "free (or the serial path exists)"
+            f"simulate: cannot serve on {where}: {exc.strerror or exc}; check that the serial "
+            "path exists and is not in use"
+        ) from None
+    except RuntimeError as exc:
+        if "listen" not in str(exc):  # pymodbus: "Could not start listen, please check address."
+            raise
+        raise ConfigError(
+            f"simulate: cannot listen on 127.0.0.1 with {where}; check that no other program "
+            "uses the port, or pick another with --tcp-port (0: any free port)"
         ) from None
     except KeyboardInterrupt:
         print("stopped")
