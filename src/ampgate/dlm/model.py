@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from functools import lru_cache
 from typing import Literal
 
 PhaseTriple = tuple[float, float, float]
@@ -50,8 +51,10 @@ class Rotation(StrEnum):
 
     def site_phase(self, charger_phase: int) -> int:
         """Return the site phase (0..2) the charger's terminal ``charger_phase`` (0..2) sits on."""
-        offset = {"L1L2L3": 0, "L2L3L1": 1, "L3L1L2": 2}[self.value]
-        return (charger_phase + offset) % 3
+        return _ROTATION_TABLE[self.value][charger_phase]
+
+
+_ROTATION_TABLE = {"L1L2L3": (0, 1, 2), "L2L3L1": (1, 2, 0), "L3L1L2": (2, 0, 1)}
 
 
 class MeterLocation(StrEnum):
@@ -191,7 +194,13 @@ class ChargerSpec:
 
     def site_phases(self, charger_phases: tuple[int, ...] | frozenset[int]) -> tuple[int, ...]:
         """Map charger terminals to site phases through this charger's rotation, sorted."""
-        return tuple(sorted({self.rotation.site_phase(p) for p in charger_phases}))
+        return _site_phases(self.rotation.value, tuple(charger_phases))
+
+
+@lru_cache(maxsize=256)
+def _site_phases(rotation: str, charger_phases: tuple[int, ...]) -> tuple[int, ...]:
+    table = _ROTATION_TABLE[rotation]
+    return tuple(sorted({table[p] for p in charger_phases}))
 
 
 @dataclass(frozen=True, slots=True)
