@@ -93,6 +93,15 @@ def test_scan_of_the_simulate_command_finds_its_chargers_and_meter(simulated, ca
         ("2", "teltocharge-evc2", "identified"),
         ("100", "eastron-sdm630", "probable"),
     ]
+    fields = ["voltage_l1", "current_l1", "power_total", "frequency", "energy_import"]
+    meter = f"tcp://127.0.0.1:{port}/100"
+    assert main(["read", meter, "--model", "eastron-sdm630", *fields]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"eastron-sdm630 at {meter}"
+    rows = {line.split()[0]: line.split() for line in out[3:]}
+    assert list(rows) == fields
+    assert rows["voltage_l1"][1:3] == ["230", "V"] and rows["frequency"][1:3] == ["50", "Hz"]
+    assert rows["energy_import"][2] == "kWh" and float(rows["energy_import"][1]) >= 1000
 
 
 def test_simulate_stops_after_duration():
@@ -136,11 +145,13 @@ def test_simulate_refuses_a_port_in_use(simulated, capsys):
     assert len(err) == 1 and f"--tcp-port {port}" in err[0]
 
 
-def test_simulate_serves_rtu_on_a_serial_path(socat_pair, capsys):
+@pytest.mark.parametrize("emulation", [(), ("--line-emulation",)], ids=["plain", "line-emulation"])
+def test_simulate_serves_rtu_on_a_serial_path(socat_pair, capsys, emulation):
     client, server_end = socat_pair
-    proc, _port, lines = _start_simulate("--serial", server_end, "--baud", "19200")
+    proc, _port, lines = _start_simulate("--serial", server_end, "--baud", "19200", *emulation)
     try:
-        assert f"  Modbus RTU on {server_end} at 19200 baud N1" in lines
+        suffix = ", line emulation" if emulation else ""
+        assert f"  Modbus RTU on {server_end} at 19200 baud N1{suffix}" in lines
         assert main(["read", f"rtu://{client}/1?baud=19200", "evse_id", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["fields"]["evse_id"]["value"] == 21571
     finally:
