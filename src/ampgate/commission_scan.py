@@ -149,6 +149,15 @@ async def probe_unit(
                 continue
             if index == 0 and result.kind in (ResultKind.TIMEOUT, ResultKind.CONNECTION):
                 return None  # nobody at this unit id (one timeout per empty unit)
+            if index == 0 and result.kind is ResultKind.CRC:
+                return Found(
+                    address,
+                    unit,
+                    None,
+                    None,
+                    "unknown",
+                    "garbled answer (bad CRC): a device at another baud rate or parity?",
+                )
             continue
         evidence = _plausible(readings)
         if evidence is not None:
@@ -345,7 +354,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         ]
         json.dump({"found": data, "snippet": config_snippet(found, command)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
+        return 0 if found else 1
     if not found:
         print(
             f"nothing found on {address.key} (units {args.units}); check the wiring, the "

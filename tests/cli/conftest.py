@@ -127,17 +127,33 @@ def socat_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def rtu_site(socat_pair: tuple[str, str]) -> Iterator[tuple[str, Evc2Simulator]]:
-    """One EVC2 at unit 2 behind the RTU simulator on a pty; yields (client pty path, charger)."""
+def serve_rtu_devices(
+    socat_pair: tuple[str, str],
+) -> Iterator[Callable[[Mapping[int, SimulatedDevice]], str]]:
+    """A factory serving simulators as Modbus RTU on a pty; returns the client pty path."""
     client, server_end = socat_pair
-    charger = evc2(ManualClock(0.0))
     loop = LoopThread()
-    server = loop.run(lambda: serve_rtu({2: charger}, server_end, baudrate=9600))
+    servers: list[Any] = []
+
+    def serve(devices: Mapping[int, SimulatedDevice]) -> str:
+        servers.append(loop.run(lambda: serve_rtu(devices, server_end, baudrate=9600)))
+        return client
+
     try:
-        yield client, charger
+        yield serve
     finally:
-        loop.run(server.stop)
+        for server in servers:
+            loop.run(server.stop)
         loop.close()
+
+
+@pytest.fixture
+def rtu_site(
+    serve_rtu_devices: Callable[[Mapping[int, SimulatedDevice]], str],
+) -> tuple[str, Evc2Simulator]:
+    """One EVC2 at unit 2 behind the RTU simulator on a pty; (client pty path, charger)."""
+    charger = evc2(ManualClock(0.0))
+    return serve_rtu_devices({2: charger}), charger
 
 
 @pytest.fixture

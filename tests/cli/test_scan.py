@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -9,9 +10,18 @@ import pytest
 
 from ampgate.cli import main
 from ampgate.commission_io import parse_units
+from ampgate.commission_scan import Progress
 from ampgate.config import check_config_text
 from ampgate.errors import ConfigError
-from ampgate.sim import ManualClock, MeterSimulator, constant_load
+from ampgate.sim import (
+    Evc2Simulator,
+    Faults,
+    FaultyDevice,
+    ManualClock,
+    MeterSimulator,
+    ModbusExceptionCode,
+    constant_load,
+)
 
 
 def _found_rows(out: str) -> dict[int, list[str]]:
@@ -131,3 +141,54 @@ def test_unit_ranges_parse_and_bad_ones_name_the_allowed_form():
     for bad in ("x", "5-1", "1-300", ""):
         with pytest.raises(ConfigError, match="--units"):
             parse_units(bad)
+
+
+def test_a_device_matching_no_map_is_unknown_and_gateway_failures_are_absent(serve_devices, capsys):
+    served = serve_devices(
+        {
+            2: FaultyDevice(faults=Faults(exception=ModbusExceptionCode.ILLEGAL_DATA_ADDRESS)),
+            3: FaultyDevice(
+                faults=Faults(exception=ModbusExceptionCode.GATEWAY_TARGET_NO_RESPONSE)
+            ),
+            4: FaultyDevice(),  # silent
+        }
+    )
+    assert main(["scan", served.address(), "--units", "2-4", "--timeout", "0.1"]) == 0
+    out = capsys.readouterr().out
+    rows = _found_rows(out)
+    assert list(rows) == [2]
+    assert rows[2][2:4] == ["?", "unknown"]
+    assert "answers but matches no map" in rows[2][4] and "exception 2" in rows[2][4]
+    assert "[chargers." not in out and "[meters." not in out
+
+
+def test_garbled_rtu_answers_are_reported_without_probing_every_map(serve_rtu_devices, capsys):
+    charger = Evc2Simulator(ManualClock(0.0))
+    client = serve_rtu_devices({1: FaultyDevice(charger, Faults(corrupt_crc=True))})
+    assert main(["scan", f"rtu://{client}", "--units", "1", "--timeout", "0.1"]) == 0
+    rows = _found_rows(capsys.readouterr().out)
+    assert rows[1][2:4] == ["?", "unknown"] and "bad CRC" in rows[1][4]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_one_rewritten_line_on_a_terminal_and_one_line_per_pass_otherwise():
+    tty = _Terminal()
+    progress = Progress(tty)
+    progress.start("rtu:///dev/ttyUSB0", 3)
+    for done in (1, 2, 3):
+        progress.update("rtu:///dev/ttyUSB0", done, 3, done - 1)
+    progress.finish()
+    text = tty.getvalue()
+    assert "\n" not in text and text.count("\r") == 4
+    assert "unit 3/3, found 2" in text
+    log = io.StringIO()
+    progress = Progress(log)
+    progress.start("tcp://10.0.0.5:502", 247)
+    for done in range(1, 248):
+        progress.update("tcp://10.0.0.5:502", done, 247, 0)
+    progress.finish()
+    assert log.getvalue() == "scanning tcp://10.0.0.5:502: 247 unit id(s)\n"
