@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -262,13 +263,13 @@ def _bus_toml(name: str, bus: BusAddress) -> list[str]:
     if bus.scheme == "rtu":
         lines += [
             'kind = "serial"',
-            f'port = "{bus.device}"',
+            f"port = {json.dumps(bus.device)}",
             f"baudrate = {bus.baudrate}",
             f'parity = "{bus.parity}"',
             f"stopbits = {bus.stopbits}",
         ]
     else:
-        lines += ['kind = "tcp"', f'host = "{bus.host}"', f"port = {bus.port}"]
+        lines += ['kind = "tcp"', f"host = {json.dumps(bus.host)}", f"port = {bus.port}"]
         if bus.scheme == "rtu+tcp":
             lines.append('framing = "rtu"         # raw RTU frames through a serial-to-TCP gateway')
     return lines
@@ -281,12 +282,12 @@ def config_snippet(found: Sequence[Found], command: str) -> str:
     ``[groups.main] limit`` is set, on purpose (a guessed fuse rating is dangerous).
     """
     usable = [f for f in found if f.model is not None]
-    buses: dict[str, str] = {}
+    buses: dict[str, str] = {}  # bus key -> name in the snippet: rs485, rs485_2, lan, lan_2
     for f in usable:
         if f.bus.key not in buses:
-            buses[f.bus.key] = "rs485" if f.bus.scheme == "rtu" else "lan"
-            if list(buses.values()).count(buses[f.bus.key]) > 1:
-                buses[f.bus.key] += str(len(buses))
+            base = "rs485" if f.bus.scheme == "rtu" else "lan"
+            taken = sum(1 for n in buses.values() if n.split("_")[0] == base)
+            buses[f.bus.key] = base if taken == 0 else f"{base}_{taken + 1}"
     lines = [
         f"# Suggested by `{command}`. Check every value, then: ampgate check-config FILE",
     ]
@@ -300,10 +301,14 @@ def config_snippet(found: Sequence[Found], command: str) -> str:
         "[groups.main]",
         "# limit = [L1, L2, L3]     # REQUIRED: the main fuse rating per phase, in amperes",
     ]
+    names: set[str] = set()
     for f in usable:
         table = "meters" if f.kind == "meter" else "chargers"
-        prefix = "meter" if f.kind == "meter" else "charger"
-        lines += ["", f"[{table}.{prefix}{f.unit_id}]"]
+        name = f"{'meter' if f.kind == 'meter' else 'charger'}{f.unit_id}"
+        if name in names:  # the same unit id on another bus or baud rate
+            name = f"{name}_{buses[f.bus.key]}"
+        names.add(name)
+        lines += ["", f"[{table}.{name}]"]
         if f.certainty == "probable":
             lines.append(
                 f"# probable model (no identification registers): confirm it, see "
@@ -338,8 +343,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if bauds:
         command += f" --baud {args.baud}"
     if args.json:
-        import json
-
         data = [
             {
                 "bus": f.bus.key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tomllib
 
 import pytest
 
@@ -115,6 +116,15 @@ def test_scan_rtu_over_a_pty_pair_finds_the_charger_per_baud_rate(rtu_site, caps
     assert 'kind = "serial"' in snippet and f'port = "{client}"' in snippet
     assert "baudrate = 9600" in snippet and "baudrate = 19200" in snippet
     assert "different baud rates" in snippet
+    site = tomllib.loads(snippet)
+    assert {n: c["bus"] for n, c in site["chargers"].items()} == {
+        "charger2": "rs485",
+        "charger2_rs485_2": "rs485_2",
+    }
+    assert (site["buses"]["rs485"]["baudrate"], site["buses"]["rs485_2"]["baudrate"]) == (
+        9600,
+        19200,
+    )
 
 
 def test_read_over_rtu_uses_the_model_serial_defaults(rtu_site, capsys):
