@@ -47,7 +47,7 @@ async def test_silent_unit_costs_only_its_timeout_and_others_keep_answering(soca
         results = await asyncio.gather(read(2), read(1), read(3), read(1), read(3))
         silent = results[0]
         assert silent.kind is ResultKind.TIMEOUT and silent.attempts == retries + 1
-        assert silent.rtt is None
+        assert silent.rtt is None and silent.detail == f"no answer within {timeout} s"
         assert [r.words for r in results[1:]] == [(0, 1), (300, 301), (0, 1), (300, 301)]
         # The other units were served between the silent unit's attempts ...
         assert done_at[1] < timeout * 1.6 and done_at[3] < timeout * 1.6

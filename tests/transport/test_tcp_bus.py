@@ -6,7 +6,9 @@ import asyncio
 import time
 
 import pytest
+from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
+from pymodbus.simulator import DataType, SimData, SimDevice
 
 from ampgate.errors import ConfigError, TransportError
 from ampgate.transport import ResultKind, TcpBus, open_bus, parse_address
@@ -145,3 +147,31 @@ async def test_serial_gap_below_the_silent_interval_is_refused():
         SerialBus("/dev/null-ampgate", baudrate=9600, parity="E", inter_request_gap=0.004)
     bus = SerialBus("/dev/null-ampgate", baudrate=38400)
     assert bus.settings.inter_request_gap == 0.00175, "fixed 1.75 ms above 19200 baud"
+
+
+async def test_busy_answer_is_retried_and_the_result_is_clean():
+    answers = []
+
+    async def busy_first(fc, start, address, count, registers, set_values):
+        """Answer 'server device busy' to the first request only."""
+        answers.append(fc)
+        return ExcCodes.DEVICE_BUSY if len(answers) == 1 else None
+
+    device = SimDevice(
+        1,
+        simdata=[SimData(0, values=[7, 8, 9], datatype=DataType.REGISTERS)],
+        action=busy_first,
+    )
+    server, port = await start_tcp_server([device])
+    try:
+        async with TcpBus("127.0.0.1", port, timeout=0.5, retries=1, backoff=0.01) as bus:
+            result = await bus.read_registers(1, 3, 0, 3)
+            assert (result.kind, result.words, result.attempts) == (ResultKind.OK, (7, 8, 9), 2)
+            assert result.exception_code is None and result.exception_name is None
+            assert result.detail == "" and result.rtt is not None
+            health = bus.health(1)
+            assert health.counts["ok"] == 1 and health.counts["exception"] == 0
+            assert health.attempts == 2 and health.exception_counts == {}
+            assert len(answers) == 2
+    finally:
+        await server.shutdown()

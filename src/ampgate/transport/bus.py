@@ -5,7 +5,8 @@ every unit id behind it (:class:`~ampgate.transport.buses.TcpBus`). pymodbus mus
 in parallel on one connection, and its own retry loop holds a lock across every retry, so the
 bus runs with pymodbus ``retries=0`` and does the scheduling itself:
 
-* one worker task sends one attempt at a time;
+* one attempt at a time is on the wire, sent by the caller's own task when it holds the bus
+  (at once when the bus is idle and nobody waits: no future, task or queue entry then);
 * reads are queued per unit id and served round-robin; the priority lane (lowering setpoints)
   is served first;
 * a failed attempt goes back to the head of its unit's queue after a backoff, so a dead device
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -31,11 +33,15 @@ from pymodbus.pdu import ModbusPDU
 from ampgate.errors import TransportError
 from ampgate.transport.health import DeviceHealth, HealthTracker
 from ampgate.transport.request import READ_FUNCTIONS, Request
-from ampgate.transport.result import RequestResult, ResultKind, exception_name
+from ampgate.transport.result import RequestResult, ResultKind, exception_name, new_result
 from ampgate.transport.scheduler import FairScheduler, Slot
 
 #: Exception codes worth another attempt: the device says it is busy or acknowledges later.
 RETRYABLE_EXCEPTIONS = frozenset({5, 6})
+
+_OK, _EXCEPTION, _TIMEOUT = ResultKind.OK, ResultKind.EXCEPTION, ResultKind.TIMEOUT
+_CRC, _CONNECTION = ResultKind.CRC, ResultKind.CONNECTION
+_monotonic = time.monotonic
 
 
 class _BadFrame(ModbusException):
@@ -46,15 +52,29 @@ class _Disconnected(ConnectionException):
     """Raised into a pending request when the connection dropped under it."""
 
 
-@dataclass(slots=True)
 class _Job:
-    request: Request
-    turn: asyncio.Future[None] | None = None
-    """Resolved when the job may use the bus (None on the idle fast path)."""
-    attempts: int = 0
-    last_kind: ResultKind = ResultKind.TIMEOUT
-    last_detail: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
+    """One submitted request and what its latest attempt gave (mutable, owned by the bus)."""
+
+    __slots__ = (
+        *("request", "priority", "turn", "attempts", "kind", "detail"),
+        *("words", "code", "rtt", "finished_at"),
+    )
+
+    def __init__(self, request: Request, priority: bool) -> None:
+        self.request = request
+        self.priority = priority
+        self.turn: asyncio.Future[None] | None = None
+        """Resolved when the job may use the bus (None on the idle fast path)."""
+        self.attempts = 0
+        self.kind = _TIMEOUT
+        self.detail = ""
+        """Why the latest attempt failed; empty for a timeout (worded only in _finish)."""
+        self.words: tuple[int, ...] = ()
+        self.code: int | None = None
+        """Exception code of the latest exception response."""
+        self.rtt: float | None = None
+        self.finished_at: float | None = None
+        """Monotonic time the latest answer arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +132,20 @@ class ModbusBus:
         self.connects = 0
 
     # ---------------------------------------------------------------- public API
-    async def read_registers(
+    def read_registers(
         self, unit_id: int, function: int, address: int, count: int, *, priority: bool = False
-    ) -> RequestResult:
-        """Read ``count`` registers with FC 3 or 4; never raises for device failures."""
-        return await self.submit(Request(unit_id, function, address, count), priority=priority)
+    ) -> Coroutine[Any, Any, RequestResult]:
+        """Read ``count`` registers with FC 3 or 4 (await it); never raises for device failures."""
+        return self.submit(Request(unit_id, function, address, count), priority=priority)
 
-    async def write_registers(
+    def write_registers(
         self, unit_id: int, address: int, values: Sequence[int], *, priority: bool = False
-    ) -> RequestResult:
-        """Write registers: FC 06 for one word, FC 16 for several."""
+    ) -> Coroutine[Any, Any, RequestResult]:
+        """Write registers (await it): FC 06 for one word, FC 16 for several."""
         values = tuple(values)
         function = 6 if len(values) == 1 else 16
         request = Request(unit_id, function, address, len(values), values)
-        return await self.submit(request, priority=priority)
+        return self.submit(request, priority=priority)
 
     async def submit(self, request: Request, *, priority: bool = False) -> RequestResult:
         """Queue ``request`` (priority lane if asked), run its attempts in turn, return the result.
@@ -136,16 +156,21 @@ class ModbusBus:
         if self._closed:
             raise TransportError(f"{self.name}: bus is closed")
         request.validate(self.name)
-        job = _Job(request)
-        slot: Slot[_Job] = Slot(request.unit_id, job, priority=priority)
-        self._tracker(request.unit_id)
+        if request.unit_id not in self._health:
+            self._tracker(request.unit_id)
+        job = _Job(request, priority)
+        if self._busy or self._scheduler.queued:
+            turn = self._queue(job, 0.0, front=False)
+            self._dispatch()
+            await self._await_turn(turn)
+        else:  # idle fast path: take the bus at once
+            self._busy = True
+            self._scheduler.mark_served(request.unit_id)
         settings = self.settings
-        retry_pending = False
         while True:
-            await self._acquire(slot, front=retry_pending)
             if self._closed:
                 self._busy = False
-                return self._finish(job, ResultKind.CONNECTION, detail="bus closed")
+                return self._finish(job, _CONNECTION, "bus closed")
             try:
                 await self._attempt(job)
             except asyncio.CancelledError:
@@ -154,38 +179,30 @@ class ModbusBus:
             except Exception as exc:  # a bug must not stop the bus for every other device
                 self._in_flight = False
                 self._release()
-                return self._finish(job, ResultKind.CONNECTION, detail=f"internal error: {exc!r}")
-            retry = job.last_kind is not ResultKind.OK and (
-                job.last_kind is not ResultKind.EXCEPTION
-                or job.extra.get("exception_code") in RETRYABLE_EXCEPTIONS
-            )
-            if not (retry and job.attempts <= settings.retries):
+                return self._finish(job, _CONNECTION, f"internal error: {exc!r}")
+            kind = job.kind
+            if (
+                kind is _OK
+                or job.attempts > settings.retries
+                or (kind is _EXCEPTION and job.code not in RETRYABLE_EXCEPTIONS)
+            ):
                 self._release()
-                return self._finish(job, job.last_kind, detail=job.last_detail)
-            slot.not_before = time.monotonic() + settings.backoff * 2 ** (job.attempts - 1)
-            retry_pending = True
-            self._release(keep_waiting=slot)
+                return self._finish(job, kind, job.detail)
+            due = _monotonic() + settings.backoff * 2 ** (job.attempts - 1)
+            turn = self._queue(job, due, front=True)  # head of its unit's queue, after backoff
+            self._release()
+            await self._await_turn(turn)
 
-    async def _acquire(self, slot: Slot[_Job], *, front: bool) -> None:
-        """Return when ``slot`` holds the bus (at once when the bus is idle and nothing waits)."""
-        job = slot.item
-        if front and job.turn is not None and job.turn.done() is False:
-            pass  # already queued by _release(keep_waiting=…)
-        elif (
-            not self._busy
-            and not front
-            and len(self._scheduler) == 0
-            and slot.not_before <= time.monotonic()
-        ):
-            self._busy = True
-            self._scheduler.mark_served(slot.unit_id)
-            return
-        else:
-            job.turn = asyncio.get_running_loop().create_future()
-            self._scheduler.push(slot, front=front)
-            self._dispatch()
-        turn = job.turn
-        assert turn is not None
+    def _queue(self, job: _Job, not_before: float, *, front: bool) -> asyncio.Future[None]:
+        """Put ``job`` in the scheduler; return the future that grants it the bus."""
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        job.turn = turn
+        slot = Slot(job.request.unit_id, job, priority=job.priority, not_before=not_before)
+        self._scheduler.push(slot, front=front)
+        return turn
+
+    async def _await_turn(self, turn: asyncio.Future[None]) -> None:
+        """Wait until ``turn`` grants the bus; give it back if cancelled just after the grant."""
         try:
             await turn
         except asyncio.CancelledError:
@@ -193,13 +210,10 @@ class ModbusBus:
                 self._release()  # the turn was granted just as the caller was cancelled
             raise
 
-    def _release(self, keep_waiting: Slot[_Job] | None = None) -> None:
-        """Give the bus up; ``keep_waiting`` re-queues a retry at the head of its unit first."""
-        if keep_waiting is not None:
-            keep_waiting.item.turn = asyncio.get_running_loop().create_future()
-            self._scheduler.push(keep_waiting, front=True)
+    def _release(self) -> None:
+        """Give the bus up and hand it to the next due waiter, if any."""
         self._busy = False
-        if len(self._scheduler):
+        if self._scheduler.queued:
             self._dispatch()
 
     def _dispatch(self) -> None:
@@ -209,7 +223,7 @@ class ModbusBus:
             self._timer = None
         if self._busy:
             return
-        now = time.monotonic()
+        now = _monotonic()
         while (slot := self._scheduler.pop(now)) is not None:
             turn = slot.item.turn
             if turn is None or turn.done():  # the caller gave up while waiting
@@ -259,7 +273,7 @@ class ModbusBus:
     # ---------------------------------------------------------------- pymodbus hooks
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         if not sending:
-            self._last_rx = time.monotonic()
+            self._last_rx = _monotonic()
         return data
 
     def _trace_connect(self, connected: bool) -> None:
@@ -277,7 +291,7 @@ class ModbusBus:
         if self._in_flight and not future.done():
             future.set_exception(exc)
 
-    # ---------------------------------------------------------------- worker
+    # ---------------------------------------------------------------- attempts
     def _tracker(self, unit_id: int) -> HealthTracker:
         tracker = self._health.get(unit_id)
         if tracker is None:
@@ -286,24 +300,28 @@ class ModbusBus:
             )
         return tracker
 
-    def _finish(self, job: _Job, kind: ResultKind, *, detail: str = "") -> RequestResult:
+    def _finish(self, job: _Job, kind: ResultKind, detail: str) -> RequestResult:
         request = job.request
-        code = job.extra.get("exception_code") if kind is ResultKind.EXCEPTION else None
-        result = RequestResult(
-            kind=kind,
-            bus=self.name,
-            unit_id=request.unit_id,
-            function=request.function,
-            address=request.address,
-            count=request.count,
-            words=tuple(job.extra.get("words", ())) if kind is ResultKind.OK else (),  # type: ignore[arg-type]
-            exception_code=code,  # type: ignore[arg-type]
-            exception_name=exception_name(code) if isinstance(code, int) else None,
-            rtt=job.extra.get("rtt") if kind in (ResultKind.OK, ResultKind.EXCEPTION) else None,  # type: ignore[arg-type]
-            attempts=max(job.attempts, 1) if kind is not ResultKind.CONNECTION else job.attempts,
-            detail=detail,
+        answered = kind is _OK or kind is _EXCEPTION
+        code = job.code if kind is _EXCEPTION else None
+        if kind is _TIMEOUT and not detail:
+            detail = f"no answer within {self.settings.timeout} s"
+        result = new_result(
+            kind,
+            self.name,
+            request.unit_id,
+            request.function,
+            request.address,
+            request.count,
+            job.words if kind is _OK else (),
+            code,
+            None if code is None else exception_name(code),
+            job.rtt if answered else None,
+            job.attempts if kind is _CONNECTION else max(job.attempts, 1),
+            detail,
         )
-        self._tracker(request.unit_id).record(result)
+        # submit() created the tracker before the first attempt.
+        self._health[request.unit_id].record(result, job.finished_at if answered else None)
         return result
 
     async def _ensure_connected(self) -> str | None:
@@ -332,52 +350,55 @@ class ModbusBus:
         return reason
 
     async def _attempt(self, job: _Job) -> None:
+        """Send one attempt of ``job``; leave what happened in ``job.kind`` and friends."""
         request = job.request
         job.attempts += 1
-        if not self._client.connected:
+        client = self._client
+        if not client.connected:
             reason = await self._ensure_connected()
             if reason is not None:
-                job.last_kind, job.last_detail = ResultKind.CONNECTION, reason
+                job.kind, job.detail = _CONNECTION, reason
                 return
-        if self.settings.inter_request_gap > 0:
-            gap_end = self._last_activity + self.settings.inter_request_gap
-            if (delay := gap_end - time.monotonic()) > 0:
-                await asyncio.sleep(delay)
-        start = time.monotonic()
+        gap = self.settings.inter_request_gap
+        if gap > 0 and (delay := self._last_activity + gap - _monotonic()) > 0:
+            await asyncio.sleep(delay)
+        answered_at = 0.0
         self._in_flight = True
+        start = _monotonic()
         try:
             response = await self._call(request)
         except _BadFrame as exc:
-            job.last_kind, job.last_detail = ResultKind.CRC, str(exc)
+            job.kind, job.detail = _CRC, str(exc)
         except ConnectionException as exc:
-            job.last_kind, job.last_detail = ResultKind.CONNECTION, str(exc)
-            self._client.close()
+            job.kind, job.detail = _CONNECTION, str(exc)
+            client.close()
         except ModbusIOException:
-            job.last_kind = ResultKind.TIMEOUT
-            job.last_detail = f"no answer within {self.settings.timeout} s"
+            job.kind, job.detail = _TIMEOUT, ""  # worded in _finish, only if it is the last
         except ModbusException as exc:
-            job.last_kind, job.last_detail = ResultKind.CRC, f"undecodable answer: {exc}"
+            job.kind, job.detail = _CRC, f"undecodable answer: {exc}"
         else:
-            job.extra["rtt"] = time.monotonic() - start
+            answered_at = _monotonic()
+            job.rtt = answered_at - start
+            job.finished_at = answered_at
+            job.detail = ""
             if response.isError():
-                job.last_kind = ResultKind.EXCEPTION
-                job.extra["exception_code"] = int(response.exception_code)
+                job.kind = _EXCEPTION
+                job.code = int(response.exception_code)
             else:
-                job.last_kind = ResultKind.OK
+                job.kind = _OK
                 if request.function in READ_FUNCTIONS:
-                    job.extra["words"] = tuple(response.registers)
-            job.last_detail = ""
+                    job.words = tuple(response.registers)
+            self._unanswered_in_row = 0
+            return
         finally:
             self._in_flight = False
-            self._last_activity = time.monotonic()
-        if job.last_kind in (ResultKind.TIMEOUT, ResultKind.CRC):
+            self._last_activity = answered_at or _monotonic()
+        if job.kind is _TIMEOUT or job.kind is _CRC:
             self._unanswered_in_row += 1
             await self._wait_for_quiet_line()
             limit = self.settings.reconnect_after_unanswered
             if limit is not None and self._unanswered_in_row >= limit:
-                self._client.close()
-        elif job.last_kind is not ResultKind.CONNECTION:
-            self._unanswered_in_row = 0
+                client.close()
 
     async def _wait_for_quiet_line(self) -> None:
         """Wait until nothing was received for ``quiet_after_timeout`` (bounded by timeout)."""
@@ -393,16 +414,15 @@ class ModbusBus:
         self._client.ctx.recv_buffer = b""  # drop any late bytes before the next request
         self._last_activity = time.monotonic()
 
-    async def _call(self, request: Request) -> ModbusPDU:
+    def _call(self, request: Request) -> Awaitable[ModbusPDU]:
+        """Start the pymodbus request (no extra coroutine layer: the caller awaits it)."""
         client, unit = self._client, request.unit_id
         if request.function == 3:
-            return await client.read_holding_registers(
+            return client.read_holding_registers(
                 request.address, count=request.count, device_id=unit
             )
         if request.function == 4:
-            return await client.read_input_registers(
-                request.address, count=request.count, device_id=unit
-            )
+            return client.read_input_registers(request.address, count=request.count, device_id=unit)
         if request.function == 6:
-            return await client.write_register(request.address, request.values[0], device_id=unit)
-        return await client.write_registers(request.address, list(request.values), device_id=unit)
+            return client.write_register(request.address, request.values[0], device_id=unit)
+        return client.write_registers(request.address, list(request.values), device_id=unit)

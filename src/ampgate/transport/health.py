@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass
 
 from ampgate.transport.result import RequestResult, ResultKind
@@ -47,6 +46,9 @@ class DeviceHealth:
     rtt: RttHistogram
 
 
+_OK, _EXCEPTION = ResultKind.OK, ResultKind.EXCEPTION
+
+
 class HealthTracker:
     """Accumulates results for one unit (owned by the bus; not shared across tasks)."""
 
@@ -56,36 +58,40 @@ class HealthTracker:
         self.unit_id = unit_id
         self.offline_after = offline_after
         self.ever_answered = False
-        self.last_success: float | None = None
+        self.last_success_monotonic: float | None = None
+        """``time.monotonic()`` of the last ok request (turned into wall time by snapshot)."""
         self.consecutive_failures = 0
         self.consecutive_unanswered = 0
-        self.counts: Counter[str] = Counter({k.value: 0 for k in ResultKind})
-        self.exception_counts: Counter[int] = Counter()
+        self.counts: dict[str, int] = {k.value: 0 for k in ResultKind}
+        self.exception_counts: dict[int, int] = {}
         self.attempts = 0
         self.last_rtt: float | None = None
         self.rtt_bucket_counts = [0] * (len(RTT_BUCKETS) + 1)
         self.rtt_sum = 0.0
 
-    def record(self, result: RequestResult) -> None:
-        """Account for one finished request."""
-        self.counts[result.kind.value] += 1
+    def record(self, result: RequestResult, now: float | None = None) -> None:
+        """Account for one finished request; ``now`` is its ``time.monotonic()`` if known."""
+        kind = result.kind
+        self.counts[kind] += 1  # a StrEnum member finds its value's key
         self.attempts += result.attempts
-        if result.ok:
-            self.last_success = time.time()
+        if kind is _OK:
+            self.last_success_monotonic = time.monotonic() if now is None else now
             self.consecutive_failures = 0
         else:
             self.consecutive_failures += 1
-        if result.answered:
+        if kind is _OK or kind is _EXCEPTION:
             self.ever_answered = True
             self.consecutive_unanswered = 0
         else:
             self.consecutive_unanswered += 1
-        if result.exception_code is not None:
-            self.exception_counts[result.exception_code] += 1
-        if result.rtt is not None:
-            self.last_rtt = result.rtt
-            self.rtt_sum += result.rtt
-            self.rtt_bucket_counts[bisect_left(RTT_BUCKETS, result.rtt)] += 1
+        code = result.exception_code
+        if code is not None:
+            self.exception_counts[code] = self.exception_counts.get(code, 0) + 1
+        rtt = result.rtt
+        if rtt is not None:
+            self.last_rtt = rtt
+            self.rtt_sum += rtt
+            self.rtt_bucket_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
 
     def snapshot(self) -> DeviceHealth:
         """Return a frozen copy of the current state."""
@@ -94,11 +100,16 @@ class HealthTracker:
         for bound, n in zip((*RTT_BUCKETS, float("inf")), self.rtt_bucket_counts, strict=True):
             running += n
             cumulative.append((bound, running))
+        last_success = None
+        if self.last_success_monotonic is not None:
+            # Wall time of the last success: now minus how long ago it was (monotonic), so the
+            # hot path reads one clock only.
+            last_success = time.time() - (time.monotonic() - self.last_success_monotonic)
         return DeviceHealth(
             bus=self.bus,
             unit_id=self.unit_id,
             online=self.ever_answered and self.consecutive_unanswered < self.offline_after,
-            last_success=self.last_success,
+            last_success=last_success,
             consecutive_failures=self.consecutive_failures,
             consecutive_unanswered=self.consecutive_unanswered,
             counts=dict(self.counts),

@@ -8,6 +8,8 @@ from ampgate.errors import TransportError
 
 READ_FUNCTIONS = (3, 4)
 WRITE_FUNCTIONS = (6, 16)
+#: Largest register count per function code (Modbus Application Protocol v1.1b3, 6.3/6.4/6.12).
+MAX_COUNT = {3: 125, 4: 125, 6: 1, 16: 123}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,21 +24,35 @@ class Request:
 
     def validate(self, bus: str) -> None:
         """Raise TransportError when the request could not be a valid Modbus frame."""
+        limit = MAX_COUNT.get(self.function)
+        if (
+            limit is not None
+            and 0 <= self.unit_id <= 255
+            and 1 <= self.count <= limit
+            and 0 <= self.address <= 0x10000 - self.count
+            and (limit == 125 or len(self.values) == self.count)
+        ):
+            if limit == 125:
+                return  # reads carry no values: nothing else to check on the hot path
+            if all(isinstance(v, int) and 0 <= v <= 0xFFFF for v in self.values):
+                return
+        self._raise_invalid(bus)
+
+    def _raise_invalid(self, bus: str) -> None:
+        """Raise the TransportError naming the first rule this request breaks."""
         where = f"{bus} unit {self.unit_id}"
         if not 0 <= self.unit_id <= 255:
             raise TransportError(f"{where}: unit id {self.unit_id} is outside 0–255")
-        if self.function not in READ_FUNCTIONS + WRITE_FUNCTIONS:
+        limit = MAX_COUNT.get(self.function)
+        if limit is None:
             raise TransportError(f"{where}: function {self.function} is not one of 3, 4, 6, 16")
         if not 0 <= self.address <= 0xFFFF or self.address + self.count - 1 > 0xFFFF:
             raise TransportError(f"{where}: address {self.address}+{self.count} exceeds 0–65535")
-        limit = 125 if self.function in READ_FUNCTIONS else (1 if self.function == 6 else 123)
         if not 1 <= self.count <= limit:
             raise TransportError(
                 f"{where}: FC{self.function} count {self.count} is outside 1–{limit}"
             )
-        if self.function in WRITE_FUNCTIONS:
-            if len(self.values) != self.count:
-                raise TransportError(f"{where}: {len(self.values)} values for count {self.count}")
-            bad = [v for v in self.values if not (isinstance(v, int) and 0 <= v <= 0xFFFF)]
-            if bad:
-                raise TransportError(f"{where}: register values {bad} are outside 0–65535")
+        if len(self.values) != self.count:
+            raise TransportError(f"{where}: {len(self.values)} values for count {self.count}")
+        bad = [v for v in self.values if not (isinstance(v, int) and 0 <= v <= 0xFFFF)]
+        raise TransportError(f"{where}: register values {bad} are outside 0–65535")

