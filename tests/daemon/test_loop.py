@@ -142,7 +142,9 @@ async def test_silent_meter_means_fallback_load_and_an_event(site):
 
 
 async def test_one_silent_charger_does_not_stop_the_others():
-    site = await start_site(3, limit=40, building=(4.0, 4.0, 4.0))
+    # 46 A: the silent charger counts twice (its real draw is in the meter reading and the
+    # engine assumes its last setpoint on top), and the others must still fit after the step.
+    site = await start_site(3, limit=46, building=(4.0, 4.0, 4.0))
     gateway = Gateway(site.config())
     try:
         await gateway.start()
@@ -160,7 +162,10 @@ async def test_one_silent_charger_does_not_stop_the_others():
         site.building[:] = [4.0, 4.0, 4.0]
         await _cycles(gateway, 4)
         resumed = _setpoints(site)
-        assert resumed["c1"] >= 6 and resumed["c3"] >= 6, resumed
+        assert resumed["c1"] >= 6 and resumed["c3"] >= 6, (
+            resumed,
+            {n: r.reason for n, r in gateway.chargers.items()},
+        )
         assert gateway.cycles == 18
     finally:
         await gateway.shutdown(write=False)

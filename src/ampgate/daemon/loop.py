@@ -5,9 +5,10 @@ every device (refusing a mismatching one with ``device_identity_mismatch``), rea
 settings and programs each charger's watchdog (reg 19) and failsafe current (reg 20).
 :meth:`Gateway.cycle` then does, every cycle:
 
-1. poll every meter and the fast fields of every charger (settings, identity and energy every
-   ``slow_poll_every`` cycles), all devices concurrently; each bus serialises its own requests;
-2. once a complete first measurement exists, call :func:`ampgate.dlm.allocate`;
+1. poll the fast fields of every charger (settings, identity and energy every
+   ``slow_poll_every`` cycles), all chargers concurrently (each bus serialises its own
+   requests), then every meter, so the meter reading is the freshest input;
+2. once a complete first measurement exists, call :func:`ampgate.dlm.allocate` at once;
 3. write only the setpoints that differ from what the charger reports (lowering writes on the
    bus's priority lane), and re-write an unchanged setpoint when the last write is older than a
    third of the watchdog so a live gateway never trips it;
@@ -167,10 +168,11 @@ class Gateway:
         began = self.clock()
         self.cycles += 1
         slow = (self.cycles - 1) % self.config.dlm.slow_poll_every == 0
-        await asyncio.gather(
-            *(self._poll_meter(rt) for rt in self.meters.values()),
-            *(self._poll_charger(rt, slow) for rt in self.chargers.values()),
-        )
+        # Chargers first, then the meters, then allocate and write at once: the meter reading
+        # the engine sees is the freshest, and a load step is answered one cycle period (the
+        # interval between meter reads) plus one write after it happens.
+        await asyncio.gather(*(self._poll_charger(rt, slow) for rt in self.chargers.values()))
+        await asyncio.gather(*(self._poll_meter(rt) for rt in self.meters.values()))
         now = self.clock()
         allocation = None
         if self._first_measurement_complete(now):
