@@ -30,6 +30,9 @@ class MeterMeasurement:
     currents: Triple
     powers: Triple
     power_total: float | None
+    """Total active power in W, import positive. On a single-phase map without a
+    ``power_total`` field (Eastron SDM120: its one active-power register is ``power_l1``) this
+    is ``power_l1``; ``readings`` then has no ``power_total`` entry."""
     frequency: float | None
     energy_import_kwh: float | None
     energy_export_kwh: float | None
@@ -55,7 +58,14 @@ class Meter(ModbusDevice):
         return float(reading.value) * factor  # type: ignore[arg-type]
 
     async def read_measurement(self, *, gap: int = 16) -> MeterMeasurement:
-        """Read every measurement field in as few requests as the map allows."""
+        """Read every measurement field in as few requests as the map allows.
+
+        ``power_total`` is the map's ``power_total`` field; a single-phase map without one (the
+        SDM120 has a single active-power register, mapped as ``power_l1``, and the codec refuses
+        a second field on the same register) reports ``power_l1`` as the total, since on one
+        phase the phase power is the total power. A three-phase map without ``power_total``
+        reports None (no shipped map is like that; summing phases is not assumed).
+        """
         r = await self.read_fields(self.measurement_fields(), gap=gap)
 
         def value(name: str) -> float | None:
@@ -65,11 +75,14 @@ class Meter(ModbusDevice):
         def triple(quantity: str) -> Triple:
             return tuple(value(f"{quantity}_{p}") for p in PHASES)  # type: ignore[return-value]
 
+        power_total = value("power_total")
+        if self.map.model.phases == 1 and not self.map.has_field("power_total"):
+            power_total = value("power_l1")
         return MeterMeasurement(
             voltages=triple("voltage"),
             currents=triple("current"),
             powers=triple("power"),
-            power_total=value("power_total"),
+            power_total=power_total,
             frequency=value("frequency"),
             energy_import_kwh=self._kwh(r.get("energy_import")),
             energy_export_kwh=self._kwh(r.get("energy_export")),
