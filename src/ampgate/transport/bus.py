@@ -32,7 +32,7 @@ from pymodbus.pdu import ModbusPDU
 
 from ampgate.errors import TransportError
 from ampgate.transport.health import DeviceHealth, HealthTracker
-from ampgate.transport.request import READ_FUNCTIONS, Request
+from ampgate.transport.request import READ_FUNCTIONS, Job, Request
 from ampgate.transport.result import RequestResult, ResultKind, exception_name, new_result
 from ampgate.transport.scheduler import FairScheduler, Slot
 
@@ -50,31 +50,6 @@ class _BadFrame(ModbusException):
 
 class _Disconnected(ConnectionException):
     """Raised into a pending request when the connection dropped under it."""
-
-
-class _Job:
-    """One submitted request and what its latest attempt gave (mutable, owned by the bus)."""
-
-    __slots__ = (
-        *("request", "priority", "turn", "attempts", "kind", "detail"),
-        *("words", "code", "rtt", "finished_at"),
-    )
-
-    def __init__(self, request: Request, priority: bool) -> None:
-        self.request = request
-        self.priority = priority
-        self.turn: asyncio.Future[None] | None = None
-        """Resolved when the job may use the bus (None on the idle fast path)."""
-        self.attempts = 0
-        self.kind = _TIMEOUT
-        self.detail = ""
-        """Why the latest attempt failed; empty for a timeout (worded only in _finish)."""
-        self.words: tuple[int, ...] = ()
-        self.code: int | None = None
-        """Exception code of the latest exception response."""
-        self.rtt: float | None = None
-        self.finished_at: float | None = None
-        """Monotonic time the latest answer arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +92,7 @@ class ModbusBus:
         client.set_max_no_responses(2**31)  # the bus decides when to reconnect, not pymodbus
         client.ctx.trace_packet = self._trace_packet
         client.ctx.trace_connect = self._trace_connect
-        self._scheduler: FairScheduler[_Job] = FairScheduler()
+        self._scheduler: FairScheduler[Job] = FairScheduler()
         self._health: dict[int, HealthTracker] = {}
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
@@ -158,7 +133,7 @@ class ModbusBus:
         request.validate(self.name)
         if request.unit_id not in self._health:
             self._tracker(request.unit_id)
-        job = _Job(request, priority)
+        job = Job(request, priority)
         if self._busy or self._scheduler.queued:
             turn = self._queue(job, 0.0, front=False)
             self._dispatch()
@@ -193,7 +168,7 @@ class ModbusBus:
             self._release()
             await self._await_turn(turn)
 
-    def _queue(self, job: _Job, not_before: float, *, front: bool) -> asyncio.Future[None]:
+    def _queue(self, job: Job, not_before: float, *, front: bool) -> asyncio.Future[None]:
         """Put ``job`` in the scheduler; return the future that grants it the bus."""
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         job.turn = turn
@@ -300,7 +275,7 @@ class ModbusBus:
             )
         return tracker
 
-    def _finish(self, job: _Job, kind: ResultKind, detail: str) -> RequestResult:
+    def _finish(self, job: Job, kind: ResultKind, detail: str) -> RequestResult:
         request = job.request
         answered = kind is _OK or kind is _EXCEPTION
         code = job.code if kind is _EXCEPTION else None
@@ -349,7 +324,7 @@ class ModbusBus:
         self._connect_delay = min(self._connect_delay * 2, self.settings.reconnect_delay_max)
         return reason
 
-    async def _attempt(self, job: _Job) -> None:
+    async def _attempt(self, job: Job) -> None:
         """Send one attempt of ``job``; leave what happened in ``job.kind`` and friends."""
         request = job.request
         job.attempts += 1

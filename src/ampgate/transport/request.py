@@ -1,10 +1,12 @@
-"""A Modbus register request, checked before it can reach the wire."""
+"""A Modbus register request, checked before it can reach the wire, and its job on a bus."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ampgate.errors import TransportError
+from ampgate.transport.result import ResultKind
 
 READ_FUNCTIONS = (3, 4)
 WRITE_FUNCTIONS = (6, 16)
@@ -56,3 +58,29 @@ class Request:
             raise TransportError(f"{where}: {len(self.values)} values for count {self.count}")
         bad = [v for v in self.values if not (isinstance(v, int) and 0 <= v <= 0xFFFF)]
         raise TransportError(f"{where}: register values {bad} are outside 0–65535")
+
+
+class Job:
+    """One submitted request and what its latest attempt gave (mutable, owned by its bus)."""
+
+    __slots__ = (
+        *("request", "priority", "turn", "attempts", "kind", "detail"),
+        *("words", "code", "rtt", "finished_at"),
+    )
+
+    def __init__(self, request: Request, priority: bool) -> None:
+        """Start with no attempt made; the bus fills the rest in."""
+        self.request = request
+        self.priority = priority
+        self.turn: asyncio.Future[None] | None = None
+        """Resolved when the job may use the bus (None on the idle fast path)."""
+        self.attempts = 0
+        self.kind = ResultKind.TIMEOUT
+        self.detail = ""
+        """Why the latest attempt failed; empty for a timeout (worded only in _finish)."""
+        self.words: tuple[int, ...] = ()
+        self.code: int | None = None
+        """Exception code of the latest exception response."""
+        self.rtt: float | None = None
+        self.finished_at: float | None = None
+        """Monotonic time the latest answer arrived."""
