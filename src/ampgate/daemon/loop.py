@@ -5,10 +5,11 @@ every device (refusing a mismatching one with ``device_identity_mismatch``), rea
 settings and programs each charger's watchdog (reg 19) and failsafe current (reg 20).
 :meth:`Gateway.cycle` then does, every cycle:
 
-1. poll the fast fields of every charger (settings, identity and energy every
-   ``slow_poll_every`` cycles), all chargers concurrently (each bus serialises its own
-   requests), then every meter, so the meter reading is the freshest input;
-2. once a complete first measurement exists, call :func:`ampgate.dlm.allocate` at once;
+1. start a round of polls of the fast fields of every charger (settings, identity and energy
+   every ``slow_poll_every`` rounds), all chargers concurrently, each bus serialising its own
+   requests; the round runs alongside the cycle and a new one starts when it is done;
+2. read every meter and, once a complete first measurement exists, call
+   :func:`ampgate.dlm.allocate` with the meter reading and each charger's latest reading;
 3. write only the setpoints that differ from what the charger reports (lowering writes on the
    bus's priority lane), and re-write an unchanged setpoint when the last write is older than a
    third of the watchdog so a live gateway never trips it;
@@ -84,6 +85,9 @@ class Gateway:
         self.chargers: dict[str, ChargerRuntime] = {}
         self.meters: dict[str, MeterRuntime] = {}
         self._buses: list[Any] = []
+        self._poll_task: asyncio.Task[None] | None = None
+        self._writes: dict[str, asyncio.Task[None]] = {}
+        self._poll_rounds = 0
         self._fixed_failsafe = (
             failsafe_plan(config) if config.dlm.failsafe_policy == "fixed" else None
         )
@@ -164,14 +168,20 @@ class Gateway:
     # ------------------------------------------------------------------ one cycle
 
     async def cycle(self) -> Allocation | None:
-        """Run one poll → allocate → write cycle; return the allocation (None before the first)."""
+        """Run one cycle: meters → allocate → write; charger polls run alongside.
+
+        A round of charger polls starts with the cycle unless the previous round is still on
+        the bus (a slow RS485 line), and the cycle does not wait for it: the engine uses each
+        charger's latest reading. The meters are read, the engine runs and lowering writes take
+        the bus's priority lane at once, so a load step is answered one cycle period (the
+        interval between meter reads) plus about one request's wire time after it happens.
+        """
         began = self.clock()
         self.cycles += 1
-        slow = (self.cycles - 1) % self.config.dlm.slow_poll_every == 0
-        # Chargers first, then the meters, then allocate and write at once: the meter reading
-        # the engine sees is the freshest, and a load step is answered one cycle period (the
-        # interval between meter reads) plus one write after it happens.
-        await asyncio.gather(*(self._poll_charger(rt, slow) for rt in self.chargers.values()))
+        if self._poll_task is None or self._poll_task.done():
+            slow = self._poll_rounds % self.config.dlm.slow_poll_every == 0
+            self._poll_rounds += 1
+            self._poll_task = asyncio.create_task(self._poll_chargers(slow))
         await asyncio.gather(*(self._poll_meter(rt) for rt in self.meters.values()))
         now = self.clock()
         allocation = None
@@ -179,17 +189,41 @@ class Gateway:
             allocation = allocate(self.site, self._measurements(now), self.state, now)
             self.state = allocation.state
             self.allocation = allocation
-            await asyncio.gather(
-                *(
-                    self._apply(rt, allocation.setpoints.get(rt.name), allocation.failsafe, now)
-                    for rt in self.chargers.values()
-                )
-            )
+            await self._write_all(allocation, now)
             self._observe(allocation)
         self._meter_events(now)
         self.last_cycle_seconds = self.clock() - began
         self._publish()
         return allocation
+
+    async def _write_all(self, allocation: Allocation, now: float) -> None:
+        """Lowering writes now (awaited, priority lane); the others in the background.
+
+        An increase or a watchdog refresh waits its turn behind the polls on a slow line; the
+        cycle does not wait for it, so the next meter read stays on time.
+        """
+        urgent, later = [], []
+        for rt in self.chargers.values():
+            setpoint = allocation.setpoints.get(rt.name)
+            if setpoint is None:
+                continue
+            lowering = rt.setpoint is None or setpoint.amps < rt.setpoint
+            (urgent if lowering else later).append((rt, setpoint))
+        await asyncio.gather(*(self._apply(rt, sp, allocation.failsafe, now) for rt, sp in urgent))
+        for rt, sp in later:
+            pending = self._writes.get(rt.name)
+            if pending is None or pending.done():
+                self._writes[rt.name] = asyncio.create_task(
+                    self._apply(rt, sp, allocation.failsafe, now)
+                )
+
+    async def _poll_chargers(self, slow: bool) -> None:
+        await asyncio.gather(*(self._poll_charger(rt, slow) for rt in self.chargers.values()))
+
+    async def settle(self) -> None:
+        """Wait for the charger polls and background writes in progress (tests, benchmarks)."""
+        tasks = [t for t in (self._poll_task, *self._writes.values()) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _poll_meter(self, rt: MeterRuntime) -> None:
         if rt.refused:
@@ -206,13 +240,14 @@ class Gateway:
     async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:
         if rt.refused:
             return
-        rt.polled = True
         was_online = rt.online
         try:
             fast = await rt.device.read_fast()
         except AmpgateError as exc:
             self._failed(rt, exc)
             return
+        finally:
+            rt.polled = True
         values = fast.readings
         rt.values.update(values)
         self._succeeded(rt)
@@ -418,6 +453,10 @@ class Gateway:
 
     async def shutdown(self, *, write: bool = True, timeout: float = 3.0) -> None:
         """Write the shutdown current (policy ``dlm.shutdown``) and close every bus."""
+        background = [t for t in (self._poll_task, *self._writes.values()) if t and not t.done()]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         policy = self.config.dlm.shutdown
         if write and policy != "keep":
             targets = {
