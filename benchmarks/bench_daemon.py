@@ -322,6 +322,17 @@ def markdown(results: list[dict], meta: dict) -> str:
         "arriving at a simulated charger (first charger, and the last one). The step falls at a "
         "random moment of the cycle, so up to one cycle passes before the next meter read; the "
         "RTU bound is one cycle + the wire time of one FC 06 write at 9600 baud.",
+        "",
+        "A step counts as answered when a charger was above its new setpoint before the step; "
+        "the others found every charger already at or below it (on the RTU line the site does "
+        "not settle between steps: a poll round of 8 chargers at 9600 baud takes about 1.5 s, "
+        "so the engine's estimate of the building load (meter minus the chargers' last "
+        "readings) lags the cars, and setpoints swing). 'last charger' includes chargers "
+        "lowered in a later cycle and, on RTU, 8 verified writes (write + read-back) at "
+        "9600 baud. A first reaction above one cycle means the first cycle after that step "
+        "wrote no lower setpoint (write_after_cycle_start_max_s > 1 s in daemon.json); why "
+        "was not investigated (the engine then still had charger readings from before the "
+        "step).",
     ]
     return "\n".join(rows) + "\n"
 
@@ -333,9 +344,16 @@ def main() -> int:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pty", help=argparse.SUPPRESS)
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--report", action="store_true", help="rewrite daemon.md from daemon.json only"
+    )
     args = parser.parse_args()
     if args.serve is not None:
         asyncio.run(serve(args.serve, args.pty))
+        return 0
+    if args.report:
+        saved = json.loads((RESULTS / "daemon.json").read_text())
+        (RESULTS / "daemon.md").write_text(markdown(saved["results"], saved["meta"]))
         return 0
     cycles, steps = (5, 3) if args.quick else (10, 5)
     if args.scenario:
@@ -375,7 +393,7 @@ def main() -> int:
                 "goal": "RTU reaction within one cycle + one request's wire time",
                 "met": r["reaction_first_max_s"] is not None
                 and r["reaction_first_max_s"] <= r["reaction_bound_s"],
-                "value": f"first lowered setpoint max {r['reaction_first_max_s']} s, "
+                "value": f"first lowered setpoint max {r['reaction_first_max_s']:.3f} s, "
                 f"bound {r['reaction_bound_s']:.3f} s",
             }
         )

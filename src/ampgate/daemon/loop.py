@@ -32,19 +32,16 @@ from typing import Any
 from ampgate.config import SiteConfig
 from ampgate.daemon.devices import open_devices
 from ampgate.daemon.events import EventLog
+from ampgate.daemon.inputs import first_measurement_complete, measurements
 from ampgate.daemon.publish import build_snapshot
 from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
 from ampgate.daemon.site import build_site, failsafe_plan
 from ampgate.daemon.snapshot import SnapshotStore
 from ampgate.dlm import (
     Allocation,
-    ChargerReading,
     EngineState,
-    Measurements,
-    MeterReading,
     Setpoint,
     allocate,
-    vehicle_state_from,
 )
 from ampgate.errors import AmpgateError
 from ampgate.logging import get_logger
@@ -185,8 +182,11 @@ class Gateway:
         await asyncio.gather(*(self._poll_meter(rt) for rt in self.meters.values()))
         now = self.clock()
         allocation = None
-        if self._first_measurement_complete(now):
-            allocation = allocate(self.site, self._measurements(now), self.state, now)
+        if first_measurement_complete(
+            self.chargers, self.meters, self.config, self.started_at, now
+        ):
+            observed = measurements(self.chargers, self.meters, self.config, now)
+            allocation = allocate(self.site, observed, self.state, now)
             self.state = allocation.state
             self.allocation = allocation
             await self._write_all(allocation, now)
@@ -290,47 +290,6 @@ class Gateway:
             )
         if drifted:
             await self._program(rt, rt.failsafe)
-
-    # ------------------------------------------------------------------ engine input
-
-    def _first_measurement_complete(self, now: float) -> bool:
-        """True once every charger was polled and every meter read (or is stale past its limit)."""
-        if not all(rt.polled or rt.refused for rt in self.chargers.values()):
-            return False
-        waited = now - (self.started_at or now)
-        return all(
-            rt.last_ok is not None or rt.refused or waited >= self.config.dlm.meter_stale_seconds
-            for rt in self.meters.values()
-        )
-
-    def _measurements(self, now: float) -> Measurements:
-        meters = {}
-        for name, rt in self.meters.items():
-            if rt.last_ok is None:
-                continue
-            currents = tuple(number_of(rt.values, f"current_l{i}") for i in (1, 2, 3))
-            meters[name] = MeterReading(currents=currents, timestamp=rt.last_ok)  # type: ignore[arg-type]
-        chargers = {}
-        for name, rt in self.chargers.items():
-            chargers[name] = self._charger_reading(rt, now)
-        return Measurements(meters=meters, chargers=chargers)
-
-    def _charger_reading(self, rt: ChargerRuntime, now: float) -> ChargerReading:
-        v = rt.values
-        stale = rt.last_ok is None or now - rt.last_ok > self.config.dlm.device_stale_seconds
-        online = rt.online and not rt.refused and not stale
-        limits = [number_of(v, "amp_limit"), number_of(v, "user_max_current")]
-        known = [int(x) for x in limits if x is not None and x > 0]
-        change = raw_of(v, "phase_change_possible")
-        return ChargerReading(
-            online=online,
-            currents=tuple(number_of(v, f"current_l{i}") or 0.0 for i in (1, 2, 3)),  # type: ignore[arg-type]
-            vehicle=vehicle_state_from(raw_of(v, "evse_status"), raw_of(v, "iec_state")),
-            timestamp=rt.last_ok or now,
-            last_setpoint=rt.setpoint,
-            max_current=min(known) if known else None,
-            phase_change_possible=None if change is None else bool(change),
-        )
 
     # ------------------------------------------------------------------ output
 
