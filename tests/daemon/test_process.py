@@ -166,3 +166,60 @@ async def test_demo_runs_for_its_duration_and_exits_0():
     cycles = [line for line in out.splitlines() if line.startswith("cycle=")]
     assert len(cycles) >= 4
     assert "c4=" in cycles[-1] and "main.L1=" in cycles[-1]
+
+
+async def test_daemon_serves_metrics_and_notifies_systemd(tmp_path):
+    import socket
+    import urllib.request
+
+    site = await start_site(2, limit=32)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    with socket.socket() as probe:  # a free port for /metrics
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "site.toml"
+    text = site.config_text().replace("enabled = false", f'listen = "127.0.0.1:{port}"')
+    config.write_text(text)
+    proc = await asyncio.create_subprocess_exec(
+        *AMPGATE,
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},
+    )
+    messages: list[str] = []
+    try:
+        await _until(lambda: min(_setpoints(site).values()) > 6, 20, "setpoints")
+        await asyncio.sleep(0.5)
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except BlockingIOError:
+                break
+
+        def get(path: str) -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read().decode()
+
+        status, metrics = await asyncio.to_thread(get, "/metrics")
+        health_status, health = await asyncio.to_thread(get, "/healthz")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 5)
+        notify.close()
+        await site.stop()
+    assert messages[0].startswith("READY=1")
+    assert "WATCHDOG=1" in messages[1:]
+    assert status == 200
+    assert 'ampgate_device_up{device="c1"} 1.0' in metrics
+    assert 'ampgate_device_up{device="grid"} 1.0' in metrics
+    assert "ampgate_dlm_cycles_total" in metrics
+    assert health_status == 200 and json.loads(health)["status"] == "ok"
