@@ -84,6 +84,7 @@ class Gateway:
         self._buses: list[Any] = []
         self._poll_task: asyncio.Task[None] | None = None
         self._writes: dict[str, asyncio.Task[None]] = {}
+        self._write_targets: dict[str, int] = {}
         self._poll_rounds = 0
         self._fixed_failsafe = (
             failsafe_plan(config) if config.dlm.failsafe_policy == "fixed" else None
@@ -209,10 +210,24 @@ class Gateway:
                 continue
             lowering = rt.setpoint is None or setpoint.amps < rt.setpoint
             (urgent if lowering else later).append((rt, setpoint))
+        # A background write still waiting for the bus must never land after a newer decision:
+        # cancel it when the target changed (a cancelled queued request is never sent; one
+        # already on the wire is followed by the new write).
+        stale = [
+            self._writes.pop(rt.name)
+            for rt, sp in (*urgent, *later)
+            if rt.name in self._writes
+            and (not self._writes[rt.name].done())
+            and self._write_targets.get(rt.name) != sp.amps
+        ]
+        for task in stale:
+            task.cancel()
+        await asyncio.gather(*stale, return_exceptions=True)
         await asyncio.gather(*(self._apply(rt, sp, allocation.failsafe, now) for rt, sp in urgent))
         for rt, sp in later:
             pending = self._writes.get(rt.name)
             if pending is None or pending.done():
+                self._write_targets[rt.name] = sp.amps
                 self._writes[rt.name] = asyncio.create_task(
                     self._apply(rt, sp, allocation.failsafe, now)
                 )
