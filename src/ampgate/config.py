@@ -181,8 +181,10 @@ class DlmConfig(_Section):
     watchdog_seconds: int = Field(default=30, ge=1, le=600)
     """Programmed into every charger's reg 19 (communication timeout)."""
     failsafe_policy: Literal["share", "fixed"] = "share"
-    """``share``: the engine divides what the fuses can carry with the fallback load among the
-    chargers (0 or ≥ 6 A each); ``fixed``: every charger's ``failsafe_current`` is used as set."""
+    """``share``: the engine's plan (:func:`ampgate.dlm.plan_failsafe`): each charger gets its
+    ``failsafe_current`` (6 A when unset) while it fits every fuse phase with the fallback load,
+    else 0, by priority and in rotation. ``fixed``: every charger's ``failsafe_current`` as set,
+    and the file is refused when they would overload a fuse."""
     shutdown: Literal["failsafe", "zero", "keep"] = "failsafe"
     """Setpoint written on SIGTERM/SIGINT: each charger's failsafe current, 0 A, or unchanged."""
     slow_poll_every: int = Field(default=10, ge=1, le=3600)
