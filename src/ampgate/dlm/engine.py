@@ -16,23 +16,24 @@ One cycle, in order:
    its maximum, its under-draw cap and its ramp limit — :mod:`.fill`;
 6. hysteresis on increases; increases only use current that is free even if this cycle's
    decreases have not taken effect yet (each charger counted at max(new, previous, measured));
-7. phase-imbalance caps (decrease only).
+7. phase-imbalance caps (decrease only) — :mod:`.share`.
 
 Decreases always take effect in the cycle they are computed.
+
+Hot path: the site's shape is precomputed once per ``Site`` object (:func:`site_index`);
+capacities live in a flat list indexed by resource number (3 per group, plus power caps), and
+each charger's memory is built once at the end of the cycle.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from dataclasses import replace
 
 from ampgate.dlm.failsafe import plan_failsafe
-from ampgate.dlm.fill import FillItem, water_fill
+from ampgate.dlm.fill import fill_levels
 from ampgate.dlm.loads import GroupLoad, group_loads
 from ampgate.dlm.model import (
     Allocation,
-    ChargerMemory,
     EngineState,
     Measurements,
     PhaseAccount,
@@ -40,7 +41,8 @@ from ampgate.dlm.model import (
     Site,
     VehicleState,
 )
-from ampgate.dlm.observe import ChargerView, observe_charger
+from ampgate.dlm.observe import ChargerView, observe_charger, ramp_step_of, terminals_for
+from ampgate.dlm.share import cap_imbalance, hold_back_increases
 from ampgate.dlm.topology import SiteIndex, phase_label, site_index
 
 EPS = 1e-9
@@ -53,15 +55,22 @@ _IDLE_REASONS = {
 }
 
 
-def _keys(index: SiteIndex, cid: str, phases: tuple[int, ...]) -> list[Hashable]:
-    return [(g, p) for g in index.chain[cid] for p in phases]
+def describe(index: SiteIndex, resource: int, loads: dict[str, GroupLoad]) -> tuple[str, str]:
+    """Reason text and code for a charger limited by resource number ``resource``."""
+    key = index.resource_keys[resource]
+    source = "" if isinstance(key[1], str) else loads[key[0]].source
+    memo = (resource, source)
+    hit = index.reason_cache.get(memo)
+    if hit is None:
+        hit = index.reason_cache[memo] = _describe(index, resource, loads)
+    return hit
 
 
-def _describe(key: Hashable, loads: dict[str, GroupLoad]) -> tuple[str, str]:
-    """Reason text and code for a charger limited by resource ``key``."""
-    if key[0] == "power":  # type: ignore[index]
-        return f"limited by group {key[1]!r} power cap", "limited_by_power_cap"  # type: ignore[index]
-    group, phase = key  # type: ignore[misc]
+def _describe(index: SiteIndex, resource: int, loads: dict[str, GroupLoad]) -> tuple[str, str]:
+    key = index.resource_keys[resource]
+    if isinstance(key[1], str):  # ("power", group id); phase keys are (group id, int)
+        return f"limited by group {key[1]!r} power cap", "limited_by_power_cap"
+    group, phase = key
     text = f"limited by {phase_label(group, phase)}"
     source = loads[group].source
     if source == "fallback":
@@ -71,96 +80,113 @@ def _describe(key: Hashable, loads: dict[str, GroupLoad]) -> tuple[str, str]:
     return text, "limited_by_group"
 
 
+def _hi_reason(v: ChargerView) -> tuple[str, str]:
+    if v.hi_code == "underdraw":
+        return f"lowered to measured draw + margin ({v.hi} A)", "underdraw"
+    if v.hi_code == "ramping":
+        return "ramping up", "ramping"
+    return f"at charger maximum ({v.hi} A)", "at_max_current"
+
+
 class _Cycle:
     """Working data of one allocation cycle (internal)."""
 
     def __init__(self, site: Site, measurements: Measurements, state: EngineState, now: float):
         self.site, self.state, self.now = site, state, now
-        self.index = site_index(site)
-        self.settings = site.settings
-        dt = now - state.time if state.time is not None else self.settings.cycle_period_s
-        self.dt = max(0.0, dt)
-        self.views: dict[str, ChargerView] = {
-            c.id: observe_charger(
-                c,
-                measurements.chargers.get(c.id),
-                state.chargers.get(c.id),
-                self.index,
-                self.settings,
-                now,
-                self.dt,
+        self.index = index = site_index(site)
+        self.settings = settings = site.settings
+        dt = now - state.time if state.time is not None else settings.cycle_period_s
+        dt = max(0.0, dt)
+        readings, memories = measurements.chargers, state.chargers
+        step = ramp_step_of(settings, dt)
+        self.views = [
+            observe_charger(
+                c, readings.get(c.id), memories.get(c.id), index, settings, now, dt, step
             )
             for c in site.chargers
-        }
+        ]
+        measured = {v.id: v.measured for v in self.views if v.online}
         self.loads, self.meter_memory = group_loads(
-            site, self.index, measurements.chargers, measurements.meters, state, now
+            site, index, readings, measurements.meters, state, now, measured
         )
         self.amps: dict[str, int] = {}
         self.results: dict[str, tuple[str, str]] = {}
-        self.fixed: dict[Hashable, float] = {}
-        self.capacity: dict[Hashable, float] = {}
+        self.capacity = list(index.base_capacity)
+        self.fixed = [0.0] * len(self.capacity)
         self.switched: set[str] = set()
-
-    # ------------------------------------------------------------------ capacity
 
     def reserve_fixed(self) -> None:
         """Offline chargers draw max(last setpoint, failsafe); idle ones get 0."""
-        for cid, v in self.views.items():
+        index, cap, fixed = self.index, self.capacity, self.fixed
+        for v in self.views:
+            cid = v.id
             if not v.online:
-                last = v.memory.setpoint if cid in self.state.chargers else v.spec.max_current
+                last = v.previous if v.known else v.spec.max_current
                 assumed = max(last, v.spec.failsafe_current)
                 v.terminals = v.spec.wired_phases
-                for k in _keys(self.index, cid, v.site_phases):
-                    self.fixed[k] = self.fixed.get(k, 0.0) + assumed
+                v.site_phases = index.site_phases(cid, v.terminals)
+                phase_res, power_res = index.uses(cid, v.site_phases)
+                for r in phase_res:
+                    cap[r] -= assumed
+                    fixed[r] += assumed
+                for r in power_res:
+                    cap[r] -= assumed * len(v.site_phases)
                 self.amps[cid] = assumed
                 self.results[cid] = (f"charger offline: assuming {assumed} A", "charger_offline")
-            elif not v.vehicle.wants_current:
+            elif not v.wants:
                 self.amps[cid] = 0
                 self.results[cid] = _IDLE_REASONS[v.vehicle]
         for g in self.site.groups:
             non_ev = self.loads[g.id].non_ev
-            for p in range(3):
-                self.capacity[g.id, p] = (
-                    g.effective_limit(p) - g.headroom[p] - non_ev[p] - self.fixed.get((g.id, p), 0)
-                )
-            if g.power_cap_kw is not None:
-                total = sum(non_ev[p] + self.fixed.get((g.id, p), 0.0) for p in range(3))
-                self.capacity["power", g.id] = g.power_cap_kw * 1000 / g.nominal_voltage - total
-
-    def uses(self, cid: str, phases: tuple[int, ...]) -> list[tuple[Hashable, float]]:
-        """Resources (group phase, group power cap) a charger on ``phases`` uses."""
-        out: list[tuple[Hashable, float]] = [(k, 1.0) for k in _keys(self.index, cid, phases)]
-        for g in self.index.chain[cid]:
-            if ("power", g) in self.capacity:
-                out.append((("power", g), float(len(phases))))
-        return out
+            base = 3 * index.group_position[g.id]
+            cap[base] -= non_ev[0]
+            cap[base + 1] -= non_ev[1]
+            cap[base + 2] -= non_ev[2]
+            power = index.power_resource.get(g.id)
+            if power is not None:
+                cap[power] -= non_ev[0] + non_ev[1] + non_ev[2]
 
     # ------------------------------------------------------------------ admission
 
-    def rank(self, v: ChargerView) -> tuple[int, float, str]:
-        """Sort key: priority first, then least charging time (running cars get credit)."""
-        credit = self.settings.fairness_rotation_s if v.previous > 0 else 0.0
-        return (-v.spec.priority, v.memory.served_s - credit, v.spec.id)
+    def shortfall(
+        self, cid: str, phases: tuple[int, ...], need: float, remaining: list[float]
+    ) -> int | None:
+        """First resource (nearest group first) without ``need`` amps left, or None."""
+        phase_res, power_res = self.index.uses(cid, phases)
+        least = need - EPS
+        if not power_res and min(map(remaining.__getitem__, phase_res)) >= least:
+            return None  # fast path: everything fits
+        for r in phase_res:
+            if remaining[r] < least:
+                return r
+        if power_res:
+            least = need * len(phases) - EPS
+            for r in power_res:
+                if remaining[r] < least:
+                    return r
+        return None
 
     def admit(self) -> list[ChargerView]:
         """Choose who charges (gets at least its minimum) and who is paused."""
-        remaining = dict(self.capacity)
+        remaining = list(self.capacity)
+        credit = self.settings.fairness_rotation_s
         candidates = sorted(
-            (v for cid, v in self.views.items() if cid not in self.amps), key=self.rank
+            (v for v in self.views if v.id not in self.amps),
+            key=lambda v: (
+                -v.spec.priority,
+                v.served_s - credit if v.previous > 0 else v.served_s,
+                v.id,
+            ),
         )
         admitted: list[ChargerView] = []
-
-        def shortfall(cid: str, phases: tuple[int, ...], need: float) -> Hashable | None:
-            for key, coef in self.uses(cid, phases):
-                if remaining[key] < need * coef - EPS:
-                    return key
-            return None
-
+        newcomer_admitted = False
+        s, index, cap = self.settings, self.index, self.capacity
         for v in candidates:
-            cid, s = v.spec.id, self.settings
-            over = [k for k in _keys(self.index, cid, v.site_phases) if self.capacity[k] < -EPS]
-            if over:
-                g, p = over[0]  # type: ignore[misc]
+            cid = v.id
+            phase_res = index.uses(cid, v.site_phases)[0]
+            if min(map(cap.__getitem__, phase_res)) < -EPS:
+                over = next(r for r in phase_res if cap[r] < -EPS)
+                g, p = index.resource_keys[over]
                 self.amps[cid] = 0
                 self.results[cid] = (
                     f"{phase_label(g, p)} over limit without EV load: charger held at 0 A",
@@ -174,7 +200,7 @@ class _Cycle:
                     "max_below_min",
                 )
                 continue
-            paused_at = v.memory.paused_at
+            paused_at = v.paused_at
             restarting = v.previous == 0 and paused_at is not None
             if restarting and self.now - paused_at < s.restart_delay_s:  # type: ignore[operator]
                 left = math.ceil(s.restart_delay_s - (self.now - paused_at))  # type: ignore[operator]
@@ -183,199 +209,127 @@ class _Cycle:
                 continue
             need = v.lo + (s.restart_margin_a if restarting else 0.0)
             if v.switchable:
-                self.choose_mode(v, need, shortfall)
-            blocked = shortfall(cid, v.site_phases, need)
+                self.choose_mode(v, need, remaining)
+                phase_res = index.uses(cid, v.site_phases)[0]
+            power_res = index.uses(cid, v.site_phases)[1]
+            if not power_res and min(map(remaining.__getitem__, phase_res)) >= need - EPS:
+                blocked = None  # fast path of shortfall()
+            else:
+                blocked = self.shortfall(cid, v.site_phases, need, remaining)
             if blocked is None:
-                for key, coef in self.uses(cid, v.site_phases):
-                    remaining[key] -= v.lo * coef
+                lo = v.lo
+                for r in phase_res:
+                    remaining[r] -= lo
+                if power_res:
+                    k = lo * len(v.site_phases)
+                    for r in power_res:
+                        remaining[r] -= k
                 admitted.append(v)
+                newcomer_admitted = newcomer_admitted or v.previous == 0
                 continue
             self.amps[cid] = 0
-            if v.previous > 0 and any(a.previous == 0 for a in admitted):
+            if v.previous > 0 and newcomer_admitted:
                 self.results[cid] = ("paused for fairness", "paused_fairness")
             else:
-                text, _ = _describe(blocked, self.loads)
+                text, _ = describe(index, blocked, self.loads)
                 self.results[cid] = (f"paused: {text}", "paused_capacity")
         return admitted
 
-    def choose_mode(self, v: ChargerView, need: float, shortfall) -> None:
+    def choose_mode(self, v: ChargerView, need: float, remaining: list[float]) -> None:
         """Switch a phase-switchable charger 3→1 when only 1 phase fits, 1→3 when 3 fit."""
-        s, mem = self.settings, v.memory
-        allowed = (
-            mem.phase_switched_at is None
-            or self.now - mem.phase_switched_at >= s.phase_switch_interval_s
-        )
-        if not allowed:
+        s = self.settings
+        if v.phase_switched_at is not None and (
+            self.now - v.phase_switched_at < s.phase_switch_interval_s
+        ):
             return
-        cid = v.spec.id
-        three = v.spec.site_phases(v.terminals_for(3))
-        one = v.spec.site_phases((0,))
+        cid, wired, index = v.id, v.spec.wired_phases, self.index
         if v.mode == 1:
-            if shortfall(cid, three, v.lo + s.restart_margin_a) is None:
-                v.mode, v.terminals = 3, v.spec.wired_phases
+            three = index.site_phases(cid, terminals_for(3, wired, v.phases_in_use))
+            if self.shortfall(cid, three, v.lo + s.restart_margin_a, remaining) is None:
+                v.mode, v.terminals = 3, wired
+                v.site_phases = index.site_phases(cid, wired)
                 self.switched.add(cid)
         elif (
             len(v.site_phases) > 1
-            and shortfall(cid, v.site_phases, need) is not None
-            and shortfall(cid, one, need) is None
+            and self.shortfall(cid, v.site_phases, need, remaining) is not None
+            and self.shortfall(cid, index.site_phases(cid, (0,)), need, remaining) is None
         ):
             v.mode, v.terminals = 1, (0,)
+            v.site_phases = index.site_phases(cid, (0,))
             self.switched.add(cid)
 
     # ------------------------------------------------------------------ sharing
 
     def share(self, admitted: list[ChargerView]) -> None:
         """Water-fill, then hysteresis, then hold back increases until current is released."""
-        items = [
-            FillItem(v.spec.id, v.lo, max(v.lo, v.hi), tuple(self.uses(v.spec.id, v.site_phases)))
-            for v in admitted
-        ]
-        filled = water_fill(items, self.capacity)
-        for v in admitted:
-            cid, result = v.spec.id, filled[v.spec.id]
-            amps = result.amps
-            if result.limited_by is not None and amps < v.hi:
-                self.results[cid] = _describe(result.limited_by, self.loads)
+        index = self.index
+        uses = [index.fill_row(v.id, v.site_phases) for v in admitted]
+        filled, limited = fill_levels(
+            [v.lo for v in admitted],
+            [v.hi if v.hi > v.lo else v.lo for v in admitted],
+            uses,
+            self.capacity,
+        )
+        hysteresis = self.settings.hysteresis_a
+        for i, v in enumerate(admitted):
+            cid, amps, by = v.id, filled[i], limited[i]
+            if by is not None and amps < v.hi:
+                self.results[cid] = describe(index, by, self.loads)
             else:
                 self.results[cid] = _hi_reason(v)
-            if v.lo <= v.previous < amps < v.previous + self.settings.hysteresis_a:
+            if v.lo <= v.previous < amps < v.previous + hysteresis:
                 amps = v.previous
                 self.results[cid] = ("steady: increase below hysteresis", "hysteresis")
             self.amps[cid] = amps
-        self.hold_back_increases(admitted)
-
-    def committed(self, v: ChargerView, amps: int) -> list[tuple[Hashable, float]]:
-        """Per resource, what a charger may draw this cycle: max(new, previous, measured)."""
-        out = []
-        phases = (
-            v.site_phases
-            if v.spec.id not in self.switched
-            else v.spec.site_phases(v.spec.wired_phases)
-        )
-        for key, coef in self.uses(v.spec.id, phases):
-            if key[0] == "power":  # type: ignore[index]
-                draw = max(max(amps, v.previous) * coef, sum(v.measured))
-            else:
-                draw = max(amps, v.previous, v.measured[key[1]])  # type: ignore[index]
-            out.append((key, draw))
-        return out
-
-    def hold_back_increases(self, admitted: list[ChargerView]) -> None:
-        """Grant increases only out of current that is already free."""
-        load: dict[Hashable, float] = {}
-        admitted_ids = {v.spec.id for v in admitted}
-        rising = []
-        for cid, v in self.views.items():
-            if not v.online:
-                continue
-            amps = self.amps.get(cid, 0)
-            if amps > v.previous and cid in admitted_ids:
-                rising.append(v)
-                amps = v.previous
-            for key, draw in self.committed(v, amps):
-                load[key] = load.get(key, 0.0) + draw
-        for v in rising:  # admitted order is rank order
-            cid, target = v.spec.id, self.amps[v.spec.id]
-            own = dict(self.committed(v, v.previous))
-            limit = float(target)
-            for key, coef in self.uses(cid, v.site_phases):
-                free = self.capacity[key] - (load[key] - own[key])
-                limit = min(limit, free / coef)
-            granted = min(target, math.floor(limit + EPS))
-            if granted < v.previous:
-                granted = v.previous
-            if granted < v.lo:  # e.g. starting from 0, or a previous value below this minimum
-                granted = 0
-            if granted < target:
-                self.amps[cid] = granted
-                self.results[cid] = ("waiting for released current", "waiting_release")
-            for key, draw in self.committed(v, granted):
-                load[key] = load[key] - own[key] + draw
-
-    def cap_imbalance(self, admitted: list[ChargerView]) -> None:
-        """Lower 1-/2-phase chargers on the heaviest phase until a group's imbalance fits."""
-        for g in self.site.groups:
-            if g.max_imbalance is None:
-                continue
-            members = [v for v in admitted if g.id in self.index.chain[v.spec.id]]
-            for _ in range(64 * max(1, len(members))):
-                ev = [self.fixed.get((g.id, p), 0.0) for p in range(3)]
-                for v in members:
-                    for p in v.site_phases:
-                        ev[p] += self.amps[v.spec.id]
-                heavy, light = ev.index(max(ev)), ev.index(min(ev))
-                if ev[heavy] - ev[light] <= g.max_imbalance + EPS:
-                    break
-                movable = [
-                    v
-                    for v in members
-                    if self.amps[v.spec.id] > 0
-                    and heavy in v.site_phases
-                    and light not in v.site_phases
-                ]
-                if not movable:
-                    break
-                v = movable[-1]
-                cid = v.spec.id
-                self.amps[cid] = self.amps[cid] - 1 if self.amps[cid] > v.lo else 0
-                self.results[cid] = (
-                    f"limited by group {g.id!r} phase imbalance", "limited_by_imbalance"
-                )  # fmt: skip
+        hold_back_increases(self, admitted)
 
     # ------------------------------------------------------------------ output
 
-    def memory_of(self, v: ChargerView) -> ChargerMemory:
-        """The charger's memory for the next cycle."""
-        cid, mem, amps = v.spec.id, v.memory, self.amps[v.spec.id]
-        if not v.online:
-            return replace(mem, setpoint=amps)
-        paused_at = mem.paused_at
-        if amps > 0:
-            paused_at = None
-        elif v.previous > 0 and v.vehicle.wants_current:
-            paused_at = self.now
-        changed_at = self.now if amps != v.previous else mem.changed_at
-        mem = replace(mem, setpoint=amps, changed_at=changed_at, paused_at=paused_at, phases=v.mode)
-        if cid in self.switched:
-            mem = replace(mem, phase_switched_at=self.now, phases_in_use=None)
-        window = self.settings.meter_lag_allowance_s + self.settings.meter_stale_after_s
-        recent = tuple(e for e in mem.recent_draw if self.now - e[0] < window)
-        if self.settings.meter_lag_allowance_s <= 0:
-            recent = ()
-        return replace(mem, recent_draw=(*recent, (self.now, v.measured)))
-
     def accounts(self) -> tuple[PhaseAccount, ...]:
         """Per group and site phase: limit, non-EV load, headroom, allocated, available."""
-        allocated: dict[Hashable, float] = {}
-        for cid, v in self.views.items():
-            for key in _keys(self.index, cid, v.site_phases):
-                allocated[key] = allocated.get(key, 0.0) + self.amps[cid]
+        index, amps = self.index, self.amps
+        allocated = [0.0] * len(self.capacity)
+        for v in self.views:
+            a = amps[v.id]
+            if a:
+                for r in index.uses(v.id, v.site_phases)[0]:
+                    allocated[r] += a
         out = []
-        for g in self.site.groups:
+        for i, g in enumerate(self.site.groups):
             load = self.loads[g.id]
-            for p in range(3):
+            for p in (0, 1, 2):
                 limit = g.effective_limit(p)
-                out.append(
-                    PhaseAccount(
-                        group=g.id,
-                        phase=p,
-                        limit=limit,
-                        non_ev_load=load.non_ev[p],
-                        non_ev_source=load.source,
-                        headroom=g.headroom[p],
-                        allocated=allocated.get((g.id, p), 0.0),
-                        available=limit - g.headroom[p] - load.non_ev[p],
-                    )
+                headroom, non_ev = g.headroom[p], load.non_ev[p]
+                available = limit - headroom - non_ev
+                account = PhaseAccount(
+                    g.id, p, limit, non_ev, load.source, headroom, allocated[3 * i + p], available
                 )
+                out.append(account)
         return tuple(out)
 
-
-def _hi_reason(v: ChargerView) -> tuple[str, str]:
-    if v.hi_code == "underdraw":
-        return f"lowered to measured draw + margin ({v.hi} A)", "underdraw"
-    if v.hi_code == "ramping":
-        return "ramping up", "ramping"
-    return f"at charger maximum ({v.hi} A)", "at_max_current"
+    def next_memory(self, v: ChargerView):
+        """The charger's memory for the next cycle."""
+        amps = self.amps[v.id]
+        if not v.online:
+            return v.memory(amps)
+        now = self.now
+        if amps > 0:
+            v.paused_at = None
+        elif v.previous > 0 and v.wants:
+            v.paused_at = now
+        if amps != v.previous:
+            v.changed_at = now
+        v.phases = v.mode
+        if v.id in self.switched:
+            v.phase_switched_at, v.phases_in_use = now, None
+        s = self.settings
+        if s.meter_lag_allowance_s > 0:
+            window = s.meter_lag_allowance_s + s.meter_stale_after_s
+            kept = tuple(e for e in v.recent_draw if now - e[0] < window)
+            v.recent_draw = (*kept, (now, v.measured))
+        else:
+            v.recent_draw = ()
+        return v.memory(amps)
 
 
 def allocate(site: Site, measurements: Measurements, state: EngineState, now: float) -> Allocation:
@@ -383,17 +337,22 @@ def allocate(site: Site, measurements: Measurements, state: EngineState, now: fl
 
     ``site`` must be valid (:func:`ampgate.dlm.check_site`); ``now`` is the caller's monotonic
     time in seconds. Never raises on odd measurements: missing or stale data is treated
-    conservatively (fallback load, offline charger).
+    conservatively (fallback load, offline charger). Pass the same ``Site`` object every
+    cycle: its lookup tables are built once per object.
     """
     cycle = _Cycle(site, measurements, state, now)
     cycle.reserve_fixed()
     admitted = cycle.admit()
     cycle.share(admitted)
-    cycle.cap_imbalance(admitted)
-    setpoints = {
-        cid: Setpoint(cycle.amps[cid], *cycle.results[cid], phases=v.mode)
-        for cid, v in cycle.views.items()
-    }
+    cap_imbalance(cycle, admitted)
+    amps, results = cycle.amps, cycle.results
+    setpoints = {}
+    memories = {}
+    for v in cycle.views:
+        cid = v.id
+        text, code = results[cid]
+        setpoints[cid] = Setpoint(amps[cid], text, code, v.mode)
+        memories[cid] = cycle.next_memory(v)
     offset, rotated_at = state.failsafe_offset, state.failsafe_rotated_at
     if rotated_at is None:
         rotated_at = now
@@ -401,7 +360,7 @@ def allocate(site: Site, measurements: Measurements, state: EngineState, now: fl
         offset, rotated_at = offset + 1, now
     next_state = EngineState(
         time=now,
-        chargers={cid: cycle.memory_of(v) for cid, v in cycle.views.items()},
+        chargers=memories,
         meters=cycle.meter_memory,
         failsafe_offset=offset,
         failsafe_rotated_at=rotated_at,

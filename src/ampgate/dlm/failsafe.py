@@ -15,15 +15,28 @@ rotates as the engine advances the offset (every ``failsafe_rotation_s``).
 from __future__ import annotations
 
 from ampgate.dlm.model import EngineState, Site
-from ampgate.dlm.topology import site_index
+from ampgate.dlm.topology import SiteIndex, site_index
 
 EPS = 1e-9
 
 
 def plan_failsafe(site: Site, state: EngineState | None = None) -> dict[str, int]:
-    """Return the failsafe current (0, or the configured one) to program per charger id."""
+    """Return the failsafe current (0, or the configured one) to program per charger id.
+
+    The plan depends only on the site and the rotation offset; it is computed once per pair
+    (cached with the site's lookup tables) and a fresh dict is returned each call.
+    """
     index = site_index(site)
     offset = state.failsafe_offset if state is not None else 0
+    cached = index._failsafe_cache.get(offset)
+    if cached is None:
+        if len(index._failsafe_cache) >= 8:
+            index._failsafe_cache.clear()
+        cached = index._failsafe_cache[offset] = _plan(site, index, offset)
+    return dict(cached)
+
+
+def _plan(site: Site, index: SiteIndex, offset: int) -> dict[str, int]:
     room = {
         (g.id, p): g.effective_limit(p) - g.fallback_load[p] for g in site.groups for p in range(3)
     }

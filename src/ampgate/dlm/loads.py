@@ -57,8 +57,14 @@ def group_loads(
     meter_readings: Mapping,
     state: EngineState,
     now: float,
+    measured: Mapping[str, PhaseTriple] | None = None,
 ) -> tuple[dict[str, GroupLoad], dict[str, MeterMemory]]:
-    """Return each group's non-EV load and the meters' memory for the next state."""
+    """Return each group's non-EV load and the meters' memory for the next state.
+
+    ``measured`` optionally gives each online charger's draw already mapped to site phases
+    (the engine has it from :func:`ampgate.dlm.observe.observe_charger`); otherwise it is
+    computed from ``readings``.
+    """
     settings = site.settings
     loads: dict[str, GroupLoad] = {}
     memory: dict[str, MeterMemory] = {}
@@ -81,7 +87,11 @@ def group_loads(
                     r = readings.get(charger_id)
                     if r is None or not r.online:
                         continue
-                    draw = measured_site_currents(site_index, charger_id, r)
+                    draw = (
+                        measured[charger_id]
+                        if measured is not None
+                        else measured_site_currents(site_index, charger_id, r)
+                    )
                     memory_of_charger = state.chargers.get(charger_id)
                     if window > 0 and memory_of_charger is not None:
                         # the meter reflects some draw from the last `window` before its

@@ -54,7 +54,13 @@ class Rotation(StrEnum):
         return _ROTATION_TABLE[self.value][charger_phase]
 
 
-_ROTATION_TABLE = {"L1L2L3": (0, 1, 2), "L2L3L1": (1, 2, 0), "L3L1L2": (2, 0, 1)}
+ROTATION_TABLE: dict[str, tuple[int, int, int]] = {
+    "L1L2L3": (0, 1, 2),
+    "L2L3L1": (1, 2, 0),
+    "L3L1L2": (2, 0, 1),
+}
+"""Rotation value → site phase of the charger's terminals 0, 1, 2."""
+_ROTATION_TABLE = ROTATION_TABLE
 
 
 class MeterLocation(StrEnum):

@@ -1,13 +1,14 @@
 """Per-charger bookkeeping before allocation: session, phase use, under-draw, fairness time.
 
 Turns one charger's reading and its memory into a :class:`ChargerView`: what the engine must
-assume about it this cycle (which site phases it loads, its bounds, its previous setpoint).
+assume about it this cycle (which site phases it loads, its bounds, its previous setpoint). The
+view carries the memory fields as plain attributes; the engine builds the next
+:class:`ChargerMemory` once, at the end of the cycle (no per-step dataclass copies).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from typing import Literal
 
 from ampgate.dlm.model import (
@@ -22,49 +23,68 @@ from ampgate.dlm.model import (
 )
 from ampgate.dlm.topology import SiteIndex
 
+_CHARGING = VehicleState.CHARGING
+_NOT_CONNECTED = VehicleState.NOT_CONNECTED
+_UNKNOWN = VehicleState.UNKNOWN
+_WANTS = frozenset(v for v in VehicleState if v.wants_current)
+_NO_DRAW: PhaseTriple = (0.0, 0.0, 0.0)
 
-@dataclass(slots=True)
+
 class ChargerView:
     """The engine's working view of one charger for this cycle (internal, mutable)."""
 
-    spec: ChargerSpec
-    memory: ChargerMemory
-    online: bool
-    vehicle: VehicleState
-    previous: int
-    """Setpoint in force before this cycle."""
-    mode: Literal[1, 3] | None
-    """Phase mode (switchable chargers only)."""
-    terminals: tuple[int, ...]
-    """Charger terminals reserved this cycle."""
-    measured: PhaseTriple
-    """Measured draw per site phase (0 when offline)."""
-    lo: int
-    hi: int
-    hi_code: str
-    switchable: bool
-    max_current: int
-    """Largest setpoint this charger accepts now (config, reg 12/29 as read)."""
+    __slots__ = (
+        "changed_at",
+        "hi",
+        "hi_code",
+        "id",
+        "known",
+        "lo",
+        "max_current",
+        "measured",
+        "mode",
+        "online",
+        "paused_at",
+        "phase_switched_at",
+        "phases",
+        "phases_in_use",
+        "previous",
+        "recent_draw",
+        "served_s",
+        "session",
+        "site_phases",
+        "spec",
+        "switchable",
+        "terminals",
+        "underdraw_cap",
+        "underdraw_since",
+        "vehicle",
+        "wants",
+    )
 
-    @property
-    def site_phases(self) -> tuple[int, ...]:
-        """Site phases this charger loads this cycle (through its rotation)."""
-        return self.spec.site_phases(self.terminals)
-
-    def terminals_for(self, mode: Literal[1, 3] | None) -> tuple[int, ...]:
-        """Terminals reserved in phase mode ``mode`` (1 = the charger's own L1)."""
-        if mode == 1:
-            return (0,)
-        known = self.memory.phases_in_use
-        wired = self.spec.wired_phases
-        picked = tuple(p for p in wired if known and p in known)
-        return picked or wired
+    def memory(self, setpoint: int) -> ChargerMemory:
+        """The charger's memory with ``setpoint`` (other fields as observed)."""
+        return ChargerMemory(
+            setpoint, self.phases, self.changed_at, self.paused_at, self.phase_switched_at,
+            self.served_s, self.phases_in_use, self.underdraw_since, self.underdraw_cap,
+            self.session, self.recent_draw,
+        )  # fmt: skip
 
 
-def _phases_seen(
-    reading: ChargerReading, wired: tuple[int, ...], threshold: float
-) -> frozenset[int]:
-    return frozenset(p for p in wired if reading.currents[p] >= threshold)
+def terminals_for(
+    mode: Literal[1, 3] | None, wired: tuple[int, ...], known: frozenset[int] | None
+) -> tuple[int, ...]:
+    """Terminals reserved in phase mode ``mode`` (1 = the charger's own L1).
+
+    Otherwise the wired terminals the car has been seen drawing on, or all wired ones.
+    """
+    if mode == 1:
+        return (0,)
+    if known and not known.issuperset(wired):
+        picked = tuple(p for p in wired if p in known)
+        if picked:
+            return picked
+    return wired
 
 
 def observe_charger(
@@ -75,92 +95,129 @@ def observe_charger(
     settings: EngineSettings,
     now: float,
     dt: float,
+    ramp_step: int | None = None,
 ) -> ChargerView:
-    """Update one charger's memory from its reading and return its view for this cycle."""
+    """Update one charger's memory from its reading and return its view for this cycle.
+
+    ``ramp_step`` is the largest increase this cycle (computed from ``dt`` when not given).
+    """
+    v = ChargerView()
+    cid = spec.id
     online = reading is not None and reading.online
-    fresh_start = memory is None
-    mem = memory or ChargerMemory()
-    if fresh_start and reading is not None and reading.last_setpoint is not None:
-        mem = replace(mem, setpoint=reading.last_setpoint)
-    vehicle = reading.vehicle if online else VehicleState.UNKNOWN  # type: ignore[union-attr]
-    switchable = (
-        reading.phase_change_possible
-        if online and reading.phase_change_possible is not None  # type: ignore[union-attr]
-        else spec.phase_change_possible
-    ) and len(spec.wired_phases) == 3
-    if online and vehicle is VehicleState.NOT_CONNECTED:
-        mem = ChargerMemory(
-            setpoint=mem.setpoint, phases=mem.phases, phase_switched_at=mem.phase_switched_at
-        )
-    elif online and vehicle.wants_current:
-        if not mem.session:
-            mem = replace(
-                mem,
-                session=True,
-                served_s=0.0,
-                phases_in_use=None,
-                underdraw_since=None,
-                underdraw_cap=None,
-            )
-        if mem.setpoint > 0:
-            mem = replace(mem, served_s=mem.served_s + dt)
-    mode: Literal[1, 3] | None = (mem.phases or 3) if switchable else None
-    max_eff = min(spec.max_current, MAX_CHARGING_CURRENT)
-    if online and reading.max_current is not None:  # type: ignore[union-attr]
-        max_eff = min(max_eff, reading.max_current)  # type: ignore[union-attr]
-    lo = max(MIN_CHARGING_CURRENT, spec.min_current)
-    measured: PhaseTriple = (0.0, 0.0, 0.0)
+    mem = memory if memory is not None else _EMPTY
+    setpoint = mem.setpoint
+    if memory is None and reading is not None and reading.last_setpoint is not None:
+        setpoint = reading.last_setpoint
+    phases, changed_at, paused_at = mem.phases, mem.changed_at, mem.paused_at
+    served_s, phases_in_use, session = mem.served_s, mem.phases_in_use, mem.session
+    underdraw_since, underdraw_cap = mem.underdraw_since, mem.underdraw_cap
+    recent_draw = mem.recent_draw
+    wired = spec.wired_phases
+    lo = MIN_CHARGING_CURRENT if spec.min_current < MIN_CHARGING_CURRENT else spec.min_current
+    max_eff = spec.max_current if spec.max_current < MAX_CHARGING_CURRENT else MAX_CHARGING_CURRENT
+    if not online:
+        vehicle, wants, measured = _UNKNOWN, False, _NO_DRAW
+        switchable = spec.phase_change_possible and len(wired) == 3
+    else:
+        assert reading is not None
+        vehicle = reading.vehicle
+        wants = vehicle in _WANTS
+        pcp = reading.phase_change_possible
+        switchable = (spec.phase_change_possible if pcp is None else pcp) and len(wired) == 3
+        if vehicle is _NOT_CONNECTED:  # session over: forget everything but the phase mode
+            changed_at = paused_at = underdraw_since = underdraw_cap = phases_in_use = None
+            served_s, session, recent_draw = 0.0, False, ()
+        elif wants:
+            if not session:
+                session, served_s = True, 0.0
+                phases_in_use = underdraw_since = underdraw_cap = None
+            if setpoint > 0:
+                served_s += dt
+        if reading.max_current is not None and reading.max_current < max_eff:
+            max_eff = reading.max_current
+        table = index.rotation_tables[cid]
+        m = [0.0, 0.0, 0.0]
+        currents = reading.currents
+        for terminal in (0, 1, 2):
+            amps = float(currents[terminal])
+            if amps > 0.0:
+                m[table[terminal]] += amps
+        measured = (m[0], m[1], m[2])
+    mode: Literal[1, 3] | None = (phases or 3) if switchable else None
     if online:
         assert reading is not None
-        m = [0.0, 0.0, 0.0]
-        for terminal, amps in enumerate(reading.currents):
-            m[spec.rotation.site_phase(terminal)] += max(0.0, float(amps))
-        measured = (m[0], m[1], m[2])
-        if vehicle is VehicleState.CHARGING and max(reading.currents) >= (
-            settings.phase_use_threshold_a
-        ):
-            seen = _phases_seen(reading, spec.wired_phases, settings.phase_use_threshold_a)
+        threshold = settings.phase_use_threshold_a
+        if vehicle is _CHARGING and max(reading.currents) >= threshold:
+            seen = {p for p in wired if reading.currents[p] >= threshold}
             if mode == 1:
-                seen = seen | {0}
-            known = mem.phases_in_use or frozenset()
-            mem = replace(mem, phases_in_use=known | seen)
-        mem = _track_underdraw(mem, reading, vehicle, lo, max_eff, settings, now)
-    view = ChargerView(
-        spec=spec, memory=mem, online=online, vehicle=vehicle, previous=mem.setpoint,
-        mode=mode, terminals=spec.wired_phases, measured=measured, lo=lo,
-        hi=max_eff, hi_code="at_max_current", switchable=switchable, max_current=max_eff,
+                seen.add(0)
+            if not phases_in_use:
+                phases_in_use = frozenset(seen)
+            elif not seen <= phases_in_use:
+                phases_in_use = phases_in_use | seen
+        if not wants or setpoint <= 0:
+            underdraw_since = None
+        else:
+            underdraw_since, underdraw_cap = _track_underdraw(
+                reading, phases_in_use, setpoint, lo, max_eff, settings, now,
+                underdraw_since, underdraw_cap,
+            )  # fmt: skip
+    terminals = terminals_for(mode, wired, phases_in_use)
+    hi, code = max_eff, "at_max_current"
+    if underdraw_cap is not None and underdraw_cap < hi:
+        hi, code = (lo if underdraw_cap < lo else underdraw_cap), "underdraw"
+    step = ramp_step if ramp_step is not None else ramp_step_of(settings, dt)
+    ramp_hi = setpoint + step if setpoint > 0 else max(lo, step)
+    if ramp_hi < hi:
+        hi, code = (lo if ramp_hi < lo else ramp_hi), "ramping"
+    v.spec, v.id, v.known, v.online, v.vehicle, v.wants = (
+        spec, cid, memory is not None, online, vehicle, wants,
     )  # fmt: skip
-    view.terminals = view.terminals_for(mode)
-    if mem.underdraw_cap is not None and mem.underdraw_cap < view.hi:
-        view.hi, view.hi_code = max(lo, mem.underdraw_cap), "underdraw"
-    step = max(1, math.floor(settings.ramp_up_a_per_s * dt + 1e-9))
-    ramp_hi = mem.setpoint + step if mem.setpoint > 0 else max(lo, step)
-    if ramp_hi < view.hi:
-        view.hi, view.hi_code = max(lo, ramp_hi), "ramping"
-    return view
+    v.previous, v.phases, v.changed_at, v.paused_at = setpoint, phases, changed_at, paused_at
+    v.phase_switched_at, v.served_s, v.phases_in_use = (
+        mem.phase_switched_at, served_s, phases_in_use,
+    )  # fmt: skip
+    v.underdraw_since, v.underdraw_cap, v.session = underdraw_since, underdraw_cap, session
+    v.recent_draw, v.lo, v.max_current, v.switchable = recent_draw, lo, max_eff, switchable
+    v.measured, v.mode, v.terminals = measured, mode, terminals
+    v.site_phases = index.site_phases(cid, terminals)
+    v.hi, v.hi_code = hi, code
+    return v
+
+
+def ramp_step_of(settings: EngineSettings, dt: float) -> int:
+    """Largest setpoint increase after ``dt`` seconds: ramp rate × dt, at least 1 A."""
+    return max(1, math.floor(settings.ramp_up_a_per_s * dt + 1e-9))
+
+
+_EMPTY = ChargerMemory()
 
 
 def _track_underdraw(
-    mem: ChargerMemory,
     reading: ChargerReading,
-    vehicle: VehicleState,
+    phases_in_use: frozenset[int] | None,
+    setpoint: int,
     lo: int,
     max_eff: int,
     settings: EngineSettings,
     now: float,
-) -> ChargerMemory:
-    """Lower the cap of a car drawing well below its setpoint; lift it when it draws again."""
-    if not vehicle.wants_current or mem.setpoint <= 0:
-        return replace(mem, underdraw_since=None)
-    terminals = tuple(mem.phases_in_use) if mem.phases_in_use else (0, 1, 2)
-    draw = max(reading.currents[p] for p in terminals)
+    since: float | None,
+    cap: int | None,
+) -> tuple[float | None, int | None]:
+    """Under-draw (since, cap) of a car with a setpoint: lower the cap of a car drawing well
+    below its setpoint for ``underdraw_settle_s``; lift it when it draws again."""
+    currents = reading.currents
+    if phases_in_use and len(phases_in_use) < 3:
+        draw = max(currents[p] for p in phases_in_use)
+    else:
+        draw = max(currents)
     margin = settings.underdraw_margin_a
-    if draw >= mem.setpoint - margin / 2:  # drawing at its setpoint: give current back
-        return replace(mem, underdraw_since=None, underdraw_cap=None)
-    if draw >= mem.setpoint - margin:
-        return replace(mem, underdraw_since=None)
-    since = mem.underdraw_since if mem.underdraw_since is not None else now
-    if now - since < settings.underdraw_settle_s:
-        return replace(mem, underdraw_since=since)
-    cap = min(max_eff, max(lo, math.ceil(draw + margin - 1e-9)))
-    return replace(mem, underdraw_since=since, underdraw_cap=cap)
+    if draw >= setpoint - margin / 2:  # drawing at its setpoint: give current back
+        return None, None
+    if draw >= setpoint - margin:
+        return None, cap
+    if since is None:
+        since = now
+    if now - since >= settings.underdraw_settle_s:
+        cap = min(max_eff, max(lo, math.ceil(draw + margin - 1e-9)))
+    return since, cap

@@ -6,13 +6,13 @@ into lookup tables the engine uses every cycle (cached per site value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 
 from ampgate.dlm.model import (
     MAX_CHARGING_CURRENT,
     MIN_CHARGING_CURRENT,
     PHASE_NAMES,
+    ROTATION_TABLE,
     ChargerSpec,
     Group,
     MeterSpec,
@@ -116,7 +116,12 @@ def check_site(site: Site) -> Site:
 
 @dataclass(frozen=True, slots=True)
 class SiteIndex:
-    """Lookup tables of a valid site."""
+    """Lookup tables of a valid site, built once per site (see :func:`site_index`).
+
+    Resources are numbered for the engine's hot path: resource ``3 * i + p`` is site phase ``p``
+    of the ``i``-th group (site order); groups with a power cap get one more resource each,
+    numbered after all the phase resources.
+    """
 
     groups: dict[str, Group]
     chain: dict[str, tuple[str, ...]]
@@ -125,11 +130,70 @@ class SiteIndex:
     """Group id → ids of every charger under it (directly or through child groups)."""
     meter_of_group: dict[str, MeterSpec]
     chargers: dict[str, ChargerSpec]
+    group_position: dict[str, int] = field(default_factory=dict)
+    """Group id → its position in ``site.groups`` (phase resources 3·i .. 3·i+2)."""
+    power_resource: dict[str, int] = field(default_factory=dict)
+    """Group id → the resource number of its power cap (only groups with a cap)."""
+    resource_keys: tuple[tuple, ...] = ()
+    """Resource number → ``(group id, phase)`` or ``("power", group id)``."""
+    base_capacity: tuple[float, ...] = ()
+    """Resource number → limit − headroom (phase), or the power cap in amps at nominal voltage."""
+    rotation_tables: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Charger id → site phase of each of its terminals 0, 1, 2."""
+    _phase_cache: dict = field(default_factory=dict)
+    _uses_cache: dict = field(default_factory=dict)
+    _failsafe_cache: dict = field(default_factory=dict)
+    _row_cache: dict = field(default_factory=dict)
+    reason_cache: dict = field(default_factory=dict)
+    """Memoised reason texts, keyed by whatever the engine needs (internal)."""
+
+    def site_phases(self, charger_id: str, terminals: tuple[int, ...]) -> tuple[int, ...]:
+        """Site phases (sorted) that ``terminals`` of a charger sit on (memoised)."""
+        key = (charger_id, terminals)
+        hit = self._phase_cache.get(key)
+        if hit is None:
+            table = self.rotation_tables[charger_id]
+            hit = self._phase_cache[key] = tuple(sorted({table[t] for t in terminals}))
+        return hit
+
+    def uses(
+        self, charger_id: str, site_phases: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Resources a charger on ``site_phases`` loads: (phase resources, power resources).
+
+        Phase resources come nearest group first, phases in order; each power resource is
+        loaded ``len(site_phases)`` times the setpoint.
+        """
+        key = (charger_id, site_phases)
+        hit = self._uses_cache.get(key)
+        if hit is None:
+            chain = self.chain[charger_id]
+            pos = self.group_position
+            phase_res = tuple(3 * pos[g] + p for g in chain for p in site_phases)
+            power_res = tuple(self.power_resource[g] for g in chain if g in self.power_resource)
+            hit = self._uses_cache[key] = (phase_res, power_res)
+        return hit
+
+    def fill_row(self, charger_id: str, site_phases: tuple[int, ...]) -> tuple:
+        """``((resource, coefficient), ...)`` of a charger on ``site_phases``.
+
+        Equal rows are the same tuple object, which lets the water-filling merge chargers
+        that are interchangeable.
+
+        Phase resources have coefficient 1, power resources ``len(site_phases)``.
+        """
+        key = (charger_id, site_phases)
+        hit = self._row_cache.get(key)
+        if hit is None:
+            phase_res, power_res = self.uses(charger_id, site_phases)
+            k = float(len(site_phases))
+            row = tuple((r, 1.0) for r in phase_res) + tuple((r, k) for r in power_res)
+            hit = self._row_cache.setdefault(row, row)  # chargers with equal rows share one
+            self._row_cache[key] = hit
+        return hit
 
 
-@lru_cache(maxsize=64)
-def site_index(site: Site) -> SiteIndex:
-    """Return the lookup tables for ``site`` (cached; sites are immutable values)."""
+def _build_index(site: Site) -> SiteIndex:
     groups = {g.id: g for g in site.groups}
     chain: dict[str, tuple[str, ...]] = {}
     members: dict[str, list[str]] = {g: [] for g in groups}
@@ -140,13 +204,51 @@ def site_index(site: Site) -> SiteIndex:
             members[cur].append(charger.id)
             cur = groups[cur].parent
         chain[charger.id] = tuple(path)
+    keys: list[tuple] = []
+    base: list[float] = []
+    for g in site.groups:
+        for p in range(3):
+            keys.append((g.id, p))
+            base.append(g.effective_limit(p) - g.headroom[p])
+    power: dict[str, int] = {}
+    for g in site.groups:
+        if g.power_cap_kw is not None:
+            power[g.id] = len(keys)
+            keys.append(("power", g.id))
+            base.append(g.power_cap_kw * 1000 / g.nominal_voltage)
     return SiteIndex(
         groups=groups,
         chain=chain,
         members={g: tuple(m) for g, m in members.items()},
         meter_of_group={m.group: m for m in site.meters},
         chargers={c.id: c for c in site.chargers},
+        group_position={g.id: i for i, g in enumerate(site.groups)},
+        power_resource=power,
+        resource_keys=tuple(keys),
+        base_capacity=tuple(base),
+        rotation_tables={c.id: ROTATION_TABLE[c.rotation.value] for c in site.chargers},
     )
+
+
+_INDEX_CACHE: dict[int, tuple[Site, SiteIndex]] = {}
+_INDEX_CACHE_SIZE = 16
+
+
+def site_index(site: Site) -> SiteIndex:
+    """Return the lookup tables for ``site``, built once per site object.
+
+    Cached by object identity (the cache holds the site, so its id cannot be reused while
+    cached): the daemon and the simulator pass the same frozen ``Site`` every cycle, and
+    hashing a large site every cycle would cost more than the allocation itself.
+    """
+    hit = _INDEX_CACHE.get(id(site))
+    if hit is not None and hit[0] is site:
+        return hit[1]
+    index = _build_index(site)
+    if len(_INDEX_CACHE) >= _INDEX_CACHE_SIZE:
+        del _INDEX_CACHE[next(iter(_INDEX_CACHE))]
+    _INDEX_CACHE[id(site)] = (site, index)
+    return index
 
 
 def phase_label(group: str, phase: int) -> str:
