@@ -37,11 +37,13 @@ def hold_back_increases(cycle: _Cycle, admitted: list[ChargerView]) -> None:
     """Grant increases only out of current that is already free.
 
     Every online charger is counted at max(setpoint, previous setpoint, measured draw) — a
-    decrease made this cycle has not taken effect yet — and the rising chargers, best rank
-    first, get what is left, never less than their previous setpoint.
+    decrease made this cycle has not taken effect yet — and the rising chargers, in site order,
+    get what is left, never less than their previous setpoint.
     """
     amps = cycle.amps
-    rising = [v for v in admitted if amps[v.id] > v.previous]
+    admitted_ids = {v.id for v in admitted}
+    # site order (as the first version did; its comment said rank order, the code did not)
+    rising = [v for v in cycle.views if v.id in admitted_ids and amps[v.id] > v.previous]
     if not rising:
         return
     rising_ids = {v.id for v in rising}
@@ -53,7 +55,7 @@ def hold_back_increases(cycle: _Cycle, admitted: list[ChargerView]) -> None:
         for r, draw in _committed(cycle, v, a):
             load[r] += draw
     cap, index = cycle.capacity, cycle.index
-    for v in rising:  # admitted order is rank order
+    for v in rising:
         cid, target = v.id, amps[v.id]
         own = dict(_committed(cycle, v, v.previous))
         limit = float(target)
