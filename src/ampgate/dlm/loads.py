@@ -4,8 +4,10 @@ Rules (Bender "External Meter Location", "External Load Fallback"):
 
 - meter *including* the chargers: non-EV = meter − measured currents of the online chargers
   under the metered group (through their rotations); with ``meter_lag_allowance_s`` > 0 each
-  charger's smallest draw over that window before the reading is used, so a lagging meter
-  cannot turn a car's ramp-up into phantom capacity;
+  charger's draw *as it was when the meter measured* (reading time − lag, from the draws the
+  engine recorded, see :func:`draw_at`) is subtracted, so a lagging meter neither turns a
+  car's ramp-up into phantom capacity nor a car's ramp-down into phantom load (the phantom
+  load made the first version oscillate);
 - meter *excluding* the chargers: non-EV = meter;
 - reading stale or any phase missing: hold the last good non-EV load for ``meter_hold_s`` after
   that reading, then use the group's fallback load — never zero;
@@ -48,6 +50,59 @@ def measured_site_currents(
     for terminal, amps in enumerate(reading.currents):
         out[spec.rotation.site_phase(terminal)] += max(0.0, float(amps))
     return (out[0], out[1], out[2])
+
+
+CAR_REACTION_S = 5.0
+"""Longest time a car takes to follow a changed pilot limit (IEC 61851-1: 5 s)."""
+
+
+def draw_at(
+    history: tuple[tuple[float, PhaseTriple], ...],
+    now: float,
+    current: PhaseTriple,
+    at: float,
+) -> PhaseTriple:
+    """A charger's draw per site phase at time ``at``, from its recorded draws.
+
+    ``history`` holds (time, draw) samples of earlier cycles, oldest first; ``current`` is this
+    cycle's draw at ``now``. The draw at ``at`` is taken from the samples on either side of it:
+    when they agree (steady draw, or a sample exactly at ``at``) that is the answer; when the
+    draw changed between them, the smaller of the two per phase, so the non-EV load derived
+    from it can only be over-estimated, never hide load — except when the earlier sample is at
+    least :data:`CAR_REACTION_S` before ``at`` (cycle longer than the lag): the car had then
+    settled on the setpoint written at the earlier sample, and the later sample is its draw.
+    With no sample at or before ``at`` (the history is too short) the smallest draw seen is
+    used, for the same reason.
+
+    Unsure: the meter's lag is a setting (``meter_lag_allowance_s``), not measured; if the real
+    lag differs, a car changing its draw shows up in the non-EV estimate as a transient of at
+    most that change, for at most the difference in lag.
+    """
+    before: PhaseTriple | None = None
+    before_t = 0.0
+    after = current
+    for t, sample in history:
+        if t <= at + 1e-9:
+            before, before_t = sample, t
+            if t >= at - 1e-9:
+                return sample  # a sample exactly at `at`
+        else:
+            after = sample
+            break
+    if before is None:
+        smallest = current
+        for _, sample in history:
+            smallest = _min3(smallest, sample)
+        return smallest
+    if at - before_t >= CAR_REACTION_S:
+        # the car had followed the setpoint written at the earlier sample by `at`; the draw
+        # did not change again before the later sample unless the car changed it by itself
+        return after
+    return _min3(before, after)
+
+
+def _min3(a: PhaseTriple, b: PhaseTriple) -> PhaseTriple:
+    return (min(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]))
 
 
 def group_loads(
@@ -94,11 +149,9 @@ def group_loads(
                     )
                     memory_of_charger = state.chargers.get(charger_id)
                     if window > 0 and memory_of_charger is not None:
-                        # the meter reflects some draw from the last `window` before its
-                        # reading; subtracting the smallest of them never hides load
-                        for at, past in memory_of_charger.recent_draw:
-                            if reading.timestamp - window - 1e-9 <= at <= reading.timestamp:
-                                draw = tuple(min(a, b) for a, b in zip(draw, past, strict=True))
+                        draw = draw_at(
+                            memory_of_charger.recent_draw, now, draw, reading.timestamp - window
+                        )
                     for p in range(3):
                         raw[p] -= draw[p]
             non_ev = (max(0.0, raw[0]), max(0.0, raw[1]), max(0.0, raw[2]))
