@@ -10,11 +10,18 @@ Scored per run:
 
 - overload: A·s over any group phase limit (the fuse, or the operator limit if lower), and the
   longest continuous overload;
+- overload beyond reaction: the part of that overload that persists longer than anyone could
+  react to the last building-load change — change time + meter lag + meter update interval
+  (when the meter first can show it) + one allocator period (when the allocator first runs
+  after that) + the slowest car's reaction delay. Overload inside that window is caused by the
+  load step itself (only headroom avoids it); overload after it is the allocator's doing;
 - utilisation: current delivered to cars ÷ current *safely available* to them. Safely
   available = what an omniscient allocator could give at each instant: max-min fair sharing
   of (limit − headroom − true building load) over the cars that want current, each at most its
   own maximum, on the phases it really uses, with no 6 A minimum and no reaction delay;
-- fairness: Jain's index over energy delivered to the cars that wanted energy all along;
+- fairness: Jain's index over energy delivered, among cars with equal needs (same effective
+  maximum, phase count, energy need and presence): the minimum over such groups of two or
+  more cars (None when no two cars have equal needs). Also over all cars with unlimited need;
 - setpoint changes per charger per hour.
 
 Scenario files are TOML (see ``benchmarks/scenarios/``); :func:`load_scenario` reads them.
@@ -94,8 +101,14 @@ class RunResult:
     longest_overload_s: float
     utilisation: float
     jain: float
+    """Jain's index over all cars with unlimited need (equal or not)."""
     setpoint_changes_per_charger_hour: float
     energy_kwh: dict[str, float] = field(default_factory=dict)
+    overload_beyond_reaction_amp_s: float = 0.0
+    """Overload later than :attr:`reaction_window_s` after the last building-load change."""
+    reaction_window_s: float = 0.0
+    jain_equal_need: float | None = None
+    """Minimum Jain's index over groups of cars with equal needs (None: no such group)."""
 
 
 def engine_allocator(site: Site, meas: Measurements, state: Any, now: float):
@@ -143,6 +156,14 @@ def simulate(
     descendants = {g.id: [h.id for h in site.groups if g.id in _ancestry(site, h.id)] for g in
                    site.groups}  # fmt: skip
     steps = round(scenario.duration_s / scenario.step_s)
+    change_times = sorted({at for b in building_of.values() for at, _ in b})
+    window = (
+        scenario.meter_lag_s
+        + scenario.meter_update_s
+        + period_s
+        + max((c.reaction_s for c in scenario.cars), default=0.0)
+    )
+    beyond = 0.0
     for i in range(steps + 1):
         now = i * scenario.step_s
         present = {cid: c for cid, c in cars.items() if c.spec.arrive_s <= now < c.spec.depart_s}
@@ -195,6 +216,9 @@ def simulate(
                 worst = max(worst, true_load[g.id][p] - g.effective_limit(p))
         if worst > 1e-6:
             overload += worst * scenario.step_s
+            last_change = max((t for t in change_times if t <= now), default=-math.inf)
+            if now > last_change + window + 1e-9:
+                beyond += worst * scenario.step_s
             run_len += scenario.step_s
             longest = max(longest, run_len)
         else:
@@ -244,7 +268,35 @@ def simulate(
         jain=jain,
         setpoint_changes_per_charger_hour=changes / max(1, len(site.chargers)) / hours,
         energy_kwh=energies,
+        overload_beyond_reaction_amp_s=beyond,
+        reaction_window_s=window,
+        jain_equal_need=_jain_equal_need(scenario, energies),
     )
+
+
+def _jain_of(values: list[float]) -> float:
+    total = sum(values)
+    if total <= 0:
+        return 1.0
+    return total**2 / (len(values) * sum(x * x for x in values))
+
+
+def _jain_equal_need(scenario: Scenario, energies: Mapping[str, float]) -> float | None:
+    """Minimum Jain's index over groups (≥ 2 cars) with identical needs, None if none."""
+    index = site_index(scenario.site)
+    groups: dict[tuple, list[float]] = {}
+    for car in scenario.cars:
+        charger = index.chargers[car.charger]
+        key = (
+            min(car.max_current, charger.max_current),
+            len(_car_terminals(charger, car, None)),
+            car.need_kwh,
+            car.arrive_s,
+            car.depart_s,
+        )
+        groups.setdefault(key, []).append(energies[car.id])
+    scores = [_jain_of(v) for v in groups.values() if len(v) >= 2]
+    return min(scores) if scores else None
 
 
 def _ancestry(site: Site, gid: str) -> list[str]:
