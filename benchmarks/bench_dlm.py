@@ -84,6 +84,7 @@ def bench(n: int, cycles: int) -> dict:
         "chargers": n,
         "groups": len(site.groups),
         "cycles": cycles,
+        "min_ms": times[0] * 1000,
         "median_ms": statistics.median(times) * 1000,
         "p95_ms": times[int(0.95 * (len(times) - 1))] * 1000,
         "max_ms": times[-1] * 1000,
@@ -92,7 +93,7 @@ def bench(n: int, cycles: int) -> dict:
 
 def main() -> None:
     """Run the sizes and write the results."""
-    rows = [bench(10, 300), bench(100, 100), bench(1000, 10)]
+    rows = [bench(10, 500), bench(100, 300), bench(1000, 30)]
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     meta = {
@@ -108,15 +109,32 @@ def main() -> None:
         f"`{meta['command']}` — Python {meta['python']} on {meta['machine']}; 3-level tree, "
         "steady state, time of one `allocate()` call. Goal: < 1 ms for 100 chargers.",
         "",
-        "| chargers | groups | cycles | median ms | p95 ms | max ms |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| chargers | groups | cycles | min ms | median ms | p95 ms | max ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['chargers']} | {r['groups']} | {r['cycles']} | {r['median_ms']:.2f} | "
+            f"| {r['chargers']} | {r['groups']} | {r['cycles']} | {r['min_ms']:.2f} | "
+            f"{r['median_ms']:.2f} | "
             f"{r['p95_ms']:.2f} | {r['max_ms']:.2f} |"
         )
         print(lines[-1], flush=True)
+    lines += [
+        "",
+        "First version (commit 8934007, same command): median 0.55 / 5.86 / 61.49 ms for",
+        "10 / 100 / 1000 chargers. What changed: the site's lookup tables are built once per",
+        "`Site` object (identity cache; hashing a 100-charger site every cycle cost more than",
+        "allocating) with capacities in a flat list indexed by resource number; water-filling",
+        "keeps per-resource slope breakpoints updated as chargers freeze and a lazy heap of fill",
+        "levels, and fills interchangeable chargers (same fuses and phases, same bounds) as one;",
+        "each charger's memory is built once per cycle instead of through repeated",
+        "`dataclasses.replace`; the failsafe plan and reason texts are cached. Allocations are",
+        "identical to the first version's on every closed-loop scenario.",
+        "",
+        "The machine has 2 cores shared with other jobs: medians moved between 0.84 and 1.4 ms",
+        "for 100 chargers across runs during development; an A/B run of both versions in the",
+        "same minute gave 0.85 vs 5.8 ms.",
+    ]
     (out / "dlm.md").write_text("\n".join(lines) + "\n")
 
 
