@@ -293,6 +293,10 @@ COVERED: dict[str, Covered] = {
     "ln -s /opt/ampgate/bin/ampgate /usr/local/bin/ampgate": Covered(
         (SYSTEMD_VERIFY,), lambda: _unit_runs_from("/usr/local/bin/ampgate run")
     ),
+    "install -d /etc/ampgate": Covered((SYSTEMD_VERIFY,), _unit_reads_site_file),
+    "install -m 0644 site.toml /etc/ampgate/site.toml": Covered(
+        (SYSTEMD_VERIFY,), _unit_reads_site_file
+    ),
     "ampgate run --config /etc/ampgate/site.toml": Covered(
         (
             "tests/daemon/test_process.py::test_daemon_serves_metrics_and_notifies_systemd",
