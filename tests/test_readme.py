@@ -471,5 +471,6 @@ def test_troubleshooting_table_names_the_daemons_real_warning_and_error_events()
 def test_relative_links_resolve():
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme_text()):
         assert (ROOT / target).exists(), f"README links to a missing file: {target}"
-    for path in re.findall(r"`((?:examples|benchmarks|systemd|docs)/[^`*…]+)`", readme_text()):
+    named = r"`((?:examples|benchmarks|systemd|docs|src|register_maps|tests)/[^`*…]*)`"
+    for path in re.findall(named, readme_text()):
         assert (ROOT / path).exists(), f"README names a missing file: {path}"
