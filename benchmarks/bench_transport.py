@@ -34,11 +34,8 @@ import json
 import logging
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +46,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from ampgate.codec import ReadRequest, load_map, plan_reads
 from ampgate.sim import Evc2Simulator, ManualClock, serve_rtu
+from ampgate.sim.pty import virtual_serial_line
 from ampgate.transport import SerialBus, TcpBus
 from ampgate.transport.timing import (
     rtu_read_request_bytes,
@@ -133,65 +131,47 @@ async def tcp_rates(blocks: int, requests: int, warmup: int) -> dict[str, object
 
 
 # ----------------------------------------------------------------------------- part 2: RTU
-async def _socat_pair(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    a, b = tmp / "a", tmp / "b"
-    socat = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or socat.poll() is not None:
-            socat.kill()
-            raise RuntimeError("socat did not create the pty pair")
-        await asyncio.sleep(0.01)
-    return socat, str(a), str(b)
-
-
 async def rtu_cycle(baudrate: int, cycles: int, chargers: int = 8) -> dict[str, object]:
     """Poll ``chargers`` simulated EVC2 full maps ``cycles`` times at ``baudrate``."""
     evc2 = load_map("teltocharge-evc2")
     plan = plan_reads(evc2)
     clock = ManualClock()
     units = {u: Evc2Simulator(clock, serial_number=100_000 + u) for u in range(1, chargers + 1)}
-    tmp = Path(tempfile.mkdtemp(prefix="ampgate-bench-"))
-    socat, client_end, server_end = await _socat_pair(tmp)
-    # 8N2: 11 bits per character like 8E1 (a pty refuses parity settings); the simulator
-    # counts 11 bits per character whatever the settings.
-    server = await serve_rtu(units, server_end, baudrate=baudrate, stopbits=2, line_emulation=True)
-    bus = SerialBus(client_end, baudrate=baudrate, stopbits=2, timeout=1.0, retries=0)
-    times = []
-    try:
-        for _ in range(cycles):
-            start = time.monotonic()
-            results = await asyncio.gather(
-                *(
-                    bus.read_registers(u, r.function, r.address, r.count)
-                    for u in units
-                    for r in plan
-                )
-            )
-            times.append(time.monotonic() - start)
-            bad = [r.describe() for r in results if not r.ok]
-            if bad:
-                raise AssertionError(bad)
-            serials = {r.unit_id: r.words[24] | r.words[25] << 16 for r in results}
-            if serials != {u: 100_000 + u for u in units}:
-                raise AssertionError(f"answers from the wrong units: {serials}")
-        await bus.close()  # the control client opens the same port next
-        stats = server.stats
-        ampgate_stats = dataclasses.replace(stats)  # a copy: the counters go on growing
-        control_timeouts = await _bare_pymodbus_control(client_end, baudrate, units, plan)
-        control_refused = (
-            stats.refused_in_silent_interval - ampgate_stats.refused_in_silent_interval
+    with virtual_serial_line() as (client_end, server_end):
+        # 8N2: 11 bits per character like 8E1 (a pty refuses parity settings); the simulator
+        # counts 11 bits per character whatever the settings.
+        server = await serve_rtu(
+            units, server_end, baudrate=baudrate, stopbits=2, line_emulation=True
         )
-    finally:
-        await bus.close()
-        await server.stop()
-        socat.terminate()
-        socat.wait(timeout=5)
-        shutil.rmtree(tmp, ignore_errors=True)
+        bus = SerialBus(client_end, baudrate=baudrate, stopbits=2, timeout=1.0, retries=0)
+        times = []
+        try:
+            for _ in range(cycles):
+                start = time.monotonic()
+                results = await asyncio.gather(
+                    *(
+                        bus.read_registers(u, r.function, r.address, r.count)
+                        for u in units
+                        for r in plan
+                    )
+                )
+                times.append(time.monotonic() - start)
+                bad = [r.describe() for r in results if not r.ok]
+                if bad:
+                    raise AssertionError(bad)
+                serials = {r.unit_id: r.words[24] | r.words[25] << 16 for r in results}
+                if serials != {u: 100_000 + u for u in units}:
+                    raise AssertionError(f"answers from the wrong units: {serials}")
+            await bus.close()  # the control client opens the same port next
+            stats = server.stats
+            ampgate_stats = dataclasses.replace(stats)  # a copy: the counters go on growing
+            control_timeouts = await _bare_pymodbus_control(client_end, baudrate, units, plan)
+            control_refused = (
+                stats.refused_in_silent_interval - ampgate_stats.refused_in_silent_interval
+            )
+        finally:
+            await bus.close()
+            await server.stop()
     bound = sum(rtu_read_wire_time(r.count, baudrate, BITS) for r in plan) * chargers
     achieved = statistics.median(times[1:] if len(times) > 1 else times)
     return {

@@ -7,13 +7,9 @@ thread; tests call the CLI synchronously and inspect the simulated devices direc
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -100,30 +96,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def socat_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two linked ptys (client end, server end): a virtual RS485 line."""
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed")
-    a, b = tmp_path / "client", tmp_path / "server"
-    proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("socat did not create the pty pair")
-        time.sleep(0.01)
-    try:
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 @pytest.fixture

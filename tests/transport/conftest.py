@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from pymodbus.framer import FramerType
@@ -21,30 +17,6 @@ def sim_device(unit_id: int, values: list[int], start: int = 0) -> SimDevice:
     return SimDevice(
         unit_id, simdata=[SimData(start, values=list(values), datatype=DataType.REGISTERS)]
     )
-
-
-@pytest.fixture
-def socat_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two linked ptys (``a``, ``b``): bytes written to one come out of the other."""
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed")
-    a, b = tmp_path / "a", tmp_path / "b"
-    proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("socat did not create the pty pair")
-        time.sleep(0.01)
-    try:
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 async def start_tcp_server(
