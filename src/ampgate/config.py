@@ -10,7 +10,8 @@ A site file has these sections (see ``examples/*.toml`` for annotated files)::
     [chargers.NAME] model, bus, unit_id, group, rotation, phases, priority, min/max current,
                   failsafe_current
     [dlm]         cycle_seconds, ramp_up_amps, hysteresis_amps, meter_stale_seconds,
-                  device_stale_seconds, watchdog_seconds, failsafe_policy, shutdown, slow_poll_every
+                  meter_hold_seconds, meter_lag_seconds, device_stale_seconds,
+                  watchdog_seconds, failsafe_policy, shutdown, slow_poll_every
     [metrics]     listen
     [log]         format, level
 
@@ -176,6 +177,12 @@ class DlmConfig(_Section):
     """A meter reading older than this is stale (the last good non-EV load is held)."""
     meter_hold_seconds: float = Field(default=10.0, ge=0, le=600)
     """After the last good reading, hold the last non-EV load this long, then use the fallback."""
+    meter_lag_seconds: float = Field(default=0.0, ge=0, le=10)
+    """How late a meter's reading may be against the moment it is read (its averaging or
+    register refresh), s. With a meter ``including`` the chargers the engine subtracts the
+    least each charger drew anywhere in that range, so a lag never hides load; a larger value
+    costs some capacity for this long after each increase. 0: the reading is taken as of its
+    response (assumption; the reference gives no meter refresh times)."""
     device_stale_seconds: float = Field(default=10.0, gt=0, le=600)
     """A charger that has not answered for this long is offline."""
     watchdog_seconds: int = Field(default=30, ge=1, le=600)

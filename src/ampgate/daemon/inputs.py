@@ -42,7 +42,7 @@ def charger_reading(rt: ChargerRuntime, config: SiteConfig, now: float) -> Charg
         online=online,
         currents=tuple(number_of(v, f"current_l{i}") or 0.0 for i in (1, 2, 3)),  # type: ignore[arg-type]
         vehicle=vehicle_state_from(raw_of(v, "evse_status"), raw_of(v, "iec_state")),
-        timestamp=rt.last_ok or now,
+        timestamp=rt.measured_at or now,
         last_setpoint=rt.setpoint,
         max_current=min(known) if known else None,
         phase_change_possible=None if change is None else bool(change),
@@ -58,10 +58,10 @@ def measurements(
     """Everything observed, as the engine's Measurements (a meter never read is left out)."""
     meter_readings = {}
     for name, rt in meters.items():
-        if rt.last_ok is None:
+        if rt.measured_at is None:
             continue
         currents = tuple(number_of(rt.values, f"current_l{i}") for i in (1, 2, 3))
-        meter_readings[name] = MeterReading(currents=currents, timestamp=rt.last_ok)  # type: ignore[arg-type]
+        meter_readings[name] = MeterReading(currents=currents, timestamp=rt.measured_at)  # type: ignore[arg-type]
     return Measurements(
         meters=meter_readings,
         chargers={name: charger_reading(rt, config, now) for name, rt in chargers.items()},

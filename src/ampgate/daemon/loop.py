@@ -48,6 +48,8 @@ from ampgate.logging import get_logger
 
 WATCHDOG_REFRESH_FRACTION = 3
 """Re-write amps_to_use when the last write is older than watchdog / this."""
+POLL_WAIT_FRACTION = 4
+"""A cycle waits at most cycle_seconds / this for its charger polls before reading the meters."""
 PHASE_TO_USE = {1: 0, 3: 6}
 """Reg 14 value for the engine's phase mode: 0 = L1 only, 6 = three phases."""
 
@@ -82,10 +84,12 @@ class Gateway:
         self.chargers: dict[str, ChargerRuntime] = {}
         self.meters: dict[str, MeterRuntime] = {}
         self._buses: list[Any] = []
-        self._poll_task: asyncio.Task[None] | None = None
+        self._polls: dict[str, asyncio.Task[None]] = {}
+        """Each charger's poll in progress: polled on its own, so a silent or slow charger
+        never delays the readings of the others (the engine needs them fresh)."""
         self._writes: dict[str, asyncio.Task[None]] = {}
         self._write_targets: dict[str, int] = {}
-        self._poll_rounds = 0
+        self._poll_rounds: dict[str, int] = {}
         self._fixed_failsafe = (
             failsafe_plan(config) if config.dlm.failsafe_policy == "fixed" else None
         )
@@ -166,20 +170,24 @@ class Gateway:
     # ------------------------------------------------------------------ one cycle
 
     async def cycle(self) -> Allocation | None:
-        """Run one cycle: meters → allocate → write; charger polls run alongside.
+        """Run one cycle: charger polls → meters → allocate → write.
 
-        A round of charger polls starts with the cycle unless the previous round is still on
-        the bus (a slow RS485 line), and the cycle does not wait for it: the engine uses each
-        charger's latest reading. The meters are read, the engine runs and lowering writes take
-        the bus's priority lane at once, so a load step is answered one cycle period (the
-        interval between meter reads) plus about one request's wire time after it happens.
+        Each charger's poll starts with the cycle unless its previous one is still on the bus
+        (a slow RS485 line, a silent unit). The cycle waits for them at most
+        ``cycle_seconds / POLL_WAIT_FRACTION``, then reads the meters: a charger reading taken
+        just before the meter reading lets the engine (``align_reading_times``) subtract the
+        chargers' draw as the meter saw it without assuming more change than can have happened
+        in between; a charger still on the bus keeps its older, time-stamped reading and the
+        engine bounds its draw conservatively. The engine runs and lowering writes take the
+        bus's priority lane at once, so a load step is answered one cycle period plus at most
+        that wait plus about one request's wire time after it happens.
         """
         began = self.clock()
         self.cycles += 1
-        if self._poll_task is None or self._poll_task.done():
-            slow = self._poll_rounds % self.config.dlm.slow_poll_every == 0
-            self._poll_rounds += 1
-            self._poll_task = asyncio.create_task(self._poll_chargers(slow))
+        self._start_polls()
+        pending = [t for t in self._polls.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.dlm.cycle_seconds / POLL_WAIT_FRACTION)
         await asyncio.gather(*(self._poll_meter(rt) for rt in self.meters.values()))
         now = self.clock()
         allocation = None
@@ -232,12 +240,25 @@ class Gateway:
                     self._apply(rt, sp, allocation.failsafe, now)
                 )
 
-    async def _poll_chargers(self, slow: bool) -> None:
-        await asyncio.gather(*(self._poll_charger(rt, slow) for rt in self.chargers.values()))
+    def _start_polls(self) -> None:
+        """Start a poll of every charger whose previous poll is done.
+
+        Settings, identity and energy (the slow read) come every ``slow_poll_every`` polls of
+        a charger, the chargers staggered so one cycle never carries every slow read.
+        """
+        every = self.config.dlm.slow_poll_every
+        for i, rt in enumerate(self.chargers.values()):
+            task = self._polls.get(rt.name)
+            if task is not None and not task.done():
+                continue
+            rounds = self._poll_rounds.get(rt.name, 0)
+            self._poll_rounds[rt.name] = rounds + 1
+            slow = (rounds + i) % every == 0
+            self._polls[rt.name] = asyncio.create_task(self._poll_charger(rt, slow))
 
     async def settle(self) -> None:
         """Wait for the charger polls and background writes in progress (tests, benchmarks)."""
-        tasks = [t for t in (self._poll_task, *self._writes.values()) if t is not None]
+        tasks = [*self._polls.values(), *self._writes.values()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _poll_meter(self, rt: MeterRuntime) -> None:
@@ -251,6 +272,7 @@ class Gateway:
             return
         rt.values.update(measurement.readings)
         self._succeeded(rt)
+        rt.measured_at = rt.last_ok
 
     async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:
         if rt.refused:
@@ -266,6 +288,7 @@ class Gateway:
         values = fast.readings
         rt.values.update(values)
         self._succeeded(rt)
+        rt.measured_at = rt.last_ok
         amps = raw_of(values, "amps_to_use")
         if amps is not None:
             rt.setpoint = int(amps)
@@ -427,7 +450,7 @@ class Gateway:
 
     async def shutdown(self, *, write: bool = True, timeout: float = 3.0) -> None:
         """Write the shutdown current (policy ``dlm.shutdown``) and close every bus."""
-        background = [t for t in (self._poll_task, *self._writes.values()) if t and not t.done()]
+        background = [t for t in (*self._polls.values(), *self._writes.values()) if not t.done()]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

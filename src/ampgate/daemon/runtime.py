@@ -53,6 +53,9 @@ class DeviceRuntime:
     last_ok: float | None = None
     """Monotonic time of the last successful poll."""
     last_ok_unix: float | None = None
+    measured_at: float | None = None
+    """Monotonic time the values the engine uses (currents) arrived: a charger's fast poll, a
+    meter's measurement. Not moved by other reads (settings, identity)."""
     online: bool = False
     refused: str | None = None
     """Why the device is not controlled (identity mismatch), or None."""

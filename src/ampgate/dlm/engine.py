@@ -31,7 +31,7 @@ import math
 
 from ampgate.dlm.failsafe import plan_failsafe
 from ampgate.dlm.fill import fill_levels
-from ampgate.dlm.loads import GroupLoad, group_loads
+from ampgate.dlm.loads import CAR_REACTION_S, GroupLoad, group_loads
 from ampgate.dlm.model import (
     Allocation,
     EngineState,
@@ -323,7 +323,16 @@ class _Cycle:
         if v.id in self.switched:
             v.phase_switched_at, v.phases_in_use = now, None
         s = self.settings
-        if s.meter_lag_allowance_s > 0:
+        if s.align_reading_times:
+            window = s.meter_lag_allowance_s + s.meter_stale_after_s
+            t = v.measured_at if 0.0 < v.measured_at <= now else now
+            # a reading used again (the charger was not polled since) replaces its own sample
+            kept = tuple(e for e in v.recent_draw if now - e[0] < window and e[0] < t)
+            v.recent_draw = (*kept, (t, v.measured))
+            horizon = window + CAR_REACTION_S
+            decided = tuple(e for e in v.recent_setpoints if now - e[0] < horizon)
+            v.recent_setpoints = (*decided, (now, amps)) if amps != v.previous else decided
+        elif s.meter_lag_allowance_s > 0:
             window = s.meter_lag_allowance_s + s.meter_stale_after_s
             kept = tuple(e for e in v.recent_draw if now - e[0] < window)
             v.recent_draw = (*kept, (now, v.measured))

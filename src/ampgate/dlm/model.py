@@ -242,6 +242,15 @@ class EngineSettings:
     """How far a meter's reading lags the chargers' own measurements (averaging, slow polling).
     With a meter *including* the chargers, the engine subtracts each charger's draw from this
     long before the reading, so the lag does not turn a car's ramp-up into phantom capacity."""
+    align_reading_times: bool = False
+    """Each :class:`ChargerReading`'s ``timestamp`` is when that charger measured (a gateway
+    polling chargers alongside the meters, so a charger reading can be older or newer than the
+    meter reading). With a meter *including* the chargers, the engine then subtracts each
+    charger's draw as it was at the meter reading's time (the meter lagging by 0 up to
+    ``meter_lag_allowance_s``), from samples kept at their own times and the setpoints it
+    decided since, never more than the car can have drawn then (see
+    :func:`ampgate.dlm.loads.aligned_draw`). False: every
+    reading is taken as of ``now`` (a caller reading everything at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +287,7 @@ class ChargerReading:
     """Measured per-terminal currents (reg 3–5), A."""
     vehicle: VehicleState = VehicleState.UNKNOWN
     timestamp: float = 0.0
+    """When the charger measured (used with ``EngineSettings.align_reading_times``)."""
     last_setpoint: int | None = None
     """Amps to use (reg 15) as read back from the charger, if known."""
     max_current: int | None = None
@@ -318,6 +328,8 @@ class ChargerMemory:
     """A car is connected (a session is under way)."""
     recent_draw: tuple[tuple[float, PhaseTriple], ...] = ()
     """(time, measured draw per site phase) over the last ``meter_lag_allowance_s``."""
+    recent_setpoints: tuple[tuple[float, int], ...] = ()
+    """(time decided, amps) of setpoint changes recently (only with ``align_reading_times``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class ChargerView:
         "lo",
         "max_current",
         "measured",
+        "measured_at",
         "mode",
         "online",
         "paused_at",
@@ -50,6 +51,7 @@ class ChargerView:
         "phases_in_use",
         "previous",
         "recent_draw",
+        "recent_setpoints",
         "served_s",
         "session",
         "site_phases",
@@ -67,7 +69,7 @@ class ChargerView:
         return ChargerMemory(
             setpoint, self.phases, self.changed_at, self.paused_at, self.phase_switched_at,
             self.served_s, self.phases_in_use, self.underdraw_since, self.underdraw_cap,
-            self.session, self.recent_draw,
+            self.session, self.recent_draw, self.recent_setpoints,
         )  # fmt: skip
 
 
@@ -111,7 +113,7 @@ def observe_charger(
     phases, changed_at, paused_at = mem.phases, mem.changed_at, mem.paused_at
     served_s, phases_in_use, session = mem.served_s, mem.phases_in_use, mem.session
     underdraw_since, underdraw_cap = mem.underdraw_since, mem.underdraw_cap
-    recent_draw = mem.recent_draw
+    recent_draw, recent_setpoints = mem.recent_draw, mem.recent_setpoints
     wired = spec.wired_phases
     lo = MIN_CHARGING_CURRENT if spec.min_current < MIN_CHARGING_CURRENT else spec.min_current
     max_eff = spec.max_current if spec.max_current < MAX_CHARGING_CURRENT else MAX_CHARGING_CURRENT
@@ -126,7 +128,7 @@ def observe_charger(
         switchable = (spec.phase_change_possible if pcp is None else pcp) and len(wired) == 3
         if vehicle is _NOT_CONNECTED:  # session over: forget everything but the phase mode
             changed_at = paused_at = underdraw_since = underdraw_cap = phases_in_use = None
-            served_s, session, recent_draw = 0.0, False, ()
+            served_s, session, recent_draw, recent_setpoints = 0.0, False, (), ()
         elif wants:
             if not session:
                 session, served_s = True, 0.0
@@ -180,6 +182,8 @@ def observe_charger(
     v.underdraw_since, v.underdraw_cap, v.session = underdraw_since, underdraw_cap, session
     v.recent_draw, v.lo, v.max_current, v.switchable = recent_draw, lo, max_eff, switchable
     v.measured, v.mode, v.terminals = measured, mode, terminals
+    v.recent_setpoints = recent_setpoints
+    v.measured_at = reading.timestamp if online and reading is not None else now
     v.site_phases = index.site_phases(cid, terminals)
     v.hi, v.hi_code = hi, code
     return v
