@@ -271,6 +271,7 @@ class Gateway:
             self._failed(rt, exc)
             return
         rt.values.update(measurement.readings)
+        rt.measurement = measurement
         self._succeeded(rt)
         rt.measured_at = rt.last_ok
 

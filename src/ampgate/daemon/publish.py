@@ -114,11 +114,19 @@ def meter_readings(rt: MeterRuntime) -> MeterReadings | None:
         voltage_volts=_phases(v, "voltage"),
         current_amperes=_phases(v, "current"),
         power_watts=_phases(v, "power"),
-        total_power_watts=number_of(v, "power_total"),
+        # the measurement's total: a single-phase map (SDM120) has only power_l1, which is it
+        total_power_watts=_total_power(rt),
         frequency_hertz=number_of(v, "frequency"),
         energy_import_kwh=_kwh(v, "energy_import"),
         energy_export_kwh=_kwh(v, "energy_export"),
     )
+
+
+def _total_power(rt: MeterRuntime) -> float | None:
+    total = getattr(rt.measurement, "power_total", None)
+    if isinstance(total, int | float) and not isinstance(total, bool):
+        return float(total)
+    return number_of(rt.values, "power_total")
 
 
 def _device(rt: ChargerRuntime | MeterRuntime, kind: str, gateway: Gateway) -> DeviceSnapshot:

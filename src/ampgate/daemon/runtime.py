@@ -88,3 +88,6 @@ class MeterRuntime(DeviceRuntime):
 
     config: MeterConfig | None = None
     stale: bool = False
+    measurement: Any = None
+    """The latest ``ampgate.devices.meter.MeterMeasurement`` (totals the map derives, such as
+    a single-phase meter's total power), or None before the first good read."""
