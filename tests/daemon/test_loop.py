@@ -200,3 +200,37 @@ async def test_shutdown_writes_each_chargers_failsafe(site):
     assert all(v > 6 for v in _setpoints(site).values())
     await gateway.shutdown()
     assert _setpoints(site) == {"c1": 6, "c2": 6}
+
+
+async def test_the_engine_gets_one_site_object_and_builds_its_tables_once(site, monkeypatch):
+    # the engine caches its site tables by object identity: a fresh Site per cycle (or per
+    # failsafe plan) would rebuild them and churn the cache
+    from ampgate.daemon import loop
+    from ampgate.dlm import topology
+
+    gateway = Gateway(site.config(slow_poll_every=1))
+    seen: list[int] = []
+    builds: list[int] = []
+    real_allocate, real_build = loop.allocate, topology._build_index
+
+    def recording_allocate(site_arg, *args):
+        seen.append(id(site_arg))
+        return real_allocate(site_arg, *args)
+
+    def counting_build(site_arg):
+        builds.append(id(site_arg))
+        return real_build(site_arg)
+
+    monkeypatch.setattr(loop, "allocate", recording_allocate)
+    monkeypatch.setattr(topology, "_build_index", counting_build)
+    await gateway.start()
+    try:
+        # drift on every slow poll makes the loop re-plan the failsafe currents each cycle
+        for _ in range(4):
+            site.chargers["c1"].image.set_raw("failsafe_current", 16)
+            await _cycles(gateway, 1)
+        await gateway.settle()
+        assert len(seen) >= 3 and set(seen) == {id(gateway.site)}
+        assert builds == [id(gateway.site)]
+    finally:
+        await gateway.shutdown(write=False)

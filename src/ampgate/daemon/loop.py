@@ -91,7 +91,7 @@ class Gateway:
         self._write_targets: dict[str, int] = {}
         self._poll_rounds: dict[str, int] = {}
         self._fixed_failsafe = (
-            failsafe_plan(config) if config.dlm.failsafe_policy == "fixed" else None
+            failsafe_plan(config, self.site) if config.dlm.failsafe_policy == "fixed" else None
         )
 
     # ------------------------------------------------------------------ start-up
@@ -111,7 +111,7 @@ class Gateway:
         await asyncio.gather(
             *(self._identify(rt) for rt in [*self.meters.values(), *self.chargers.values()])
         )
-        plan = self._fixed_failsafe or failsafe_plan(self.config)
+        plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
         await asyncio.gather(
             *(
                 self._program(rt, plan[rt.name])
@@ -309,7 +309,7 @@ class Gateway:
     async def _repair_drift(self, rt: ChargerRuntime) -> None:
         """Compare reg 19/20 with what was programmed; report and re-apply a difference."""
         if rt.watchdog is None or rt.failsafe is None:
-            plan = self._fixed_failsafe or failsafe_plan(self.config)
+            plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
             await self._program(rt, plan[rt.name])
             return
         actual = {

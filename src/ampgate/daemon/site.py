@@ -73,18 +73,20 @@ def build_site(config: SiteConfig) -> Site:
     return Site(groups=groups, chargers=chargers, meters=meters, settings=engine_settings(config))
 
 
-def failsafe_plan(config: SiteConfig) -> dict[str, int]:
+def failsafe_plan(config: SiteConfig, site: Site | None = None) -> dict[str, int]:
     """Return the failsafe current (reg 20, A) to program into each charger.
 
     Policy ``fixed``: each charger's configured ``failsafe_current``. Policy ``share``: the
     engine's plan (:func:`ampgate.dlm.plan_failsafe`), which fits every fuse phase with the
     fallback load; a charger's configured ``failsafe_current`` is its ceiling in that plan.
+    ``site``: the engine site already built from ``config`` (the gateway passes its own, so
+    the engine's tables cached by site identity are not rebuilt for a fresh copy).
     """
     if config.dlm.failsafe_policy == "fixed":
         return {name: int(c.failsafe_current or 0) for name, c in config.chargers.items()}
     from ampgate.dlm import plan_failsafe
 
-    plan = plan_failsafe(build_site(config))
+    plan = plan_failsafe(site if site is not None else build_site(config))
     return {name: int(plan[name]) for name in config.chargers}
 
 
