@@ -5,11 +5,12 @@ every device (refusing a mismatching one with ``device_identity_mismatch``), rea
 settings and programs each charger's watchdog (reg 19) and failsafe current (reg 20).
 :meth:`Gateway.cycle` then does, every cycle:
 
-1. start a round of polls of the fast fields of every charger (settings, identity and energy
-   every ``slow_poll_every`` rounds), all chargers concurrently, each bus serialising its own
-   requests; the round runs alongside the cycle and a new one starts when it is done;
+1. poll the fast fields of every charger whose previous poll is done (settings, identity and
+   energy every ``slow_poll_every`` polls, staggered across chargers), each bus serialising
+   its own requests, waiting at most ``cycle_seconds / POLL_WAIT_FRACTION`` for them;
 2. read every meter and, once a complete first measurement exists, call
-   :func:`ampgate.dlm.allocate` with the meter reading and each charger's latest reading;
+   :func:`ampgate.dlm.allocate` with the meter reading and each charger's latest reading,
+   each time-stamped when it was taken (the engine aligns them to the meter reading);
 3. write only the setpoints that differ from what the charger reports (lowering writes on the
    bus's priority lane), and re-write an unchanged setpoint when the last write is older than a
    third of the watchdog so a live gateway never trips it;
@@ -19,6 +20,9 @@ settings and programs each charger's watchdog (reg 19) and failsafe current (reg
 
 A device that fails is marked offline and the engine assumes the worst for it; it never stops
 the loop. :meth:`Gateway.shutdown` writes the shutdown current and closes the buses.
+
+Start-up and programming live in :mod:`ampgate.daemon.programming`, the output side (setpoint,
+phase and failsafe writes, watchdog refresh) in :mod:`ampgate.daemon.writes`.
 """
 
 from __future__ import annotations
@@ -33,28 +37,25 @@ from ampgate.config import SiteConfig
 from ampgate.daemon.devices import open_devices
 from ampgate.daemon.events import EventLog
 from ampgate.daemon.inputs import first_measurement_complete, measurements
+from ampgate.daemon.programming import DeviceProgramming
 from ampgate.daemon.publish import build_snapshot
 from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
 from ampgate.daemon.site import build_site, failsafe_plan
 from ampgate.daemon.snapshot import SnapshotStore
+from ampgate.daemon.writes import SetpointWrites
 from ampgate.dlm import (
     Allocation,
     EngineState,
-    Setpoint,
     allocate,
 )
 from ampgate.errors import AmpgateError
 from ampgate.logging import get_logger
 
-WATCHDOG_REFRESH_FRACTION = 3
-"""Re-write amps_to_use when the last write is older than watchdog / this."""
 POLL_WAIT_FRACTION = 4
 """A cycle waits at most cycle_seconds / this for its charger polls before reading the meters."""
-PHASE_TO_USE = {1: 0, 3: 6}
-"""Reg 14 value for the engine's phase mode: 0 = L1 only, 6 = three phases."""
 
 
-class Gateway:
+class Gateway(DeviceProgramming, SetpointWrites):
     """One site under control: devices, engine state, events and the snapshot it publishes."""
 
     def __init__(
@@ -121,52 +122,6 @@ class Gateway:
         )
         self._publish()
 
-    async def _identify(self, rt: ChargerRuntime | MeterRuntime) -> None:
-        try:
-            identity = await rt.device.identify()
-        except AmpgateError as exc:
-            self._failed(rt, exc)
-            return
-        self._succeeded(rt)
-        if not identity.matches:
-            rt.refused = identity.describe()
-            self.events.emit(
-                "device_identity_mismatch",
-                "error",
-                device=rt.name,
-                model=identity.model,
-                checks={
-                    c.field: {"expected": list(c.expected), "found": c.found}
-                    for c in identity.checks
-                },
-            )
-            return
-        if isinstance(rt, ChargerRuntime):
-            await self._read_slow(rt)
-
-    async def _read_slow(self, rt: ChargerRuntime) -> None:
-        try:
-            slow = await rt.device.read_slow()
-        except AmpgateError as exc:
-            self._failed(rt, exc)
-            return
-        rt.values.update(slow.readings)
-        self._succeeded(rt)
-
-    async def _program(self, rt: ChargerRuntime, failsafe: int) -> None:
-        """Program and verify reg 19 (watchdog) and reg 20 (failsafe) on one charger."""
-        watchdog = self.config.dlm.watchdog_seconds
-        try:
-            await rt.device.program_watchdog(watchdog, failsafe)
-        except AmpgateError as exc:
-            self._failed(rt, exc)
-            self.log.warning("watchdog_program_failed", device=rt.name, problem=str(exc))
-            return
-        rt.watchdog, rt.failsafe = watchdog, failsafe
-        self.events.emit(
-            "watchdog_programmed", device=rt.name, watchdog_seconds=watchdog, failsafe_amps=failsafe
-        )
-
     # ------------------------------------------------------------------ one cycle
 
     async def cycle(self) -> Allocation | None:
@@ -204,41 +159,6 @@ class Gateway:
         self.last_cycle_seconds = self.clock() - began
         self._publish()
         return allocation
-
-    async def _write_all(self, allocation: Allocation, now: float) -> None:
-        """Lowering writes now (awaited, priority lane); the others in the background.
-
-        An increase or a watchdog refresh waits its turn behind the polls on a slow line; the
-        cycle does not wait for it, so the next meter read stays on time.
-        """
-        urgent, later = [], []
-        for rt in self.chargers.values():
-            setpoint = allocation.setpoints.get(rt.name)
-            if setpoint is None:
-                continue
-            lowering = rt.setpoint is None or setpoint.amps < rt.setpoint
-            (urgent if lowering else later).append((rt, setpoint))
-        # A background write still waiting for the bus must never land after a newer decision:
-        # cancel it when the target changed (a cancelled queued request is never sent; one
-        # already on the wire is followed by the new write).
-        stale = [
-            self._writes.pop(rt.name)
-            for rt, sp in (*urgent, *later)
-            if rt.name in self._writes
-            and (not self._writes[rt.name].done())
-            and self._write_targets.get(rt.name) != sp.amps
-        ]
-        for task in stale:
-            task.cancel()
-        await asyncio.gather(*stale, return_exceptions=True)
-        await asyncio.gather(*(self._apply(rt, sp, allocation.failsafe, now) for rt, sp in urgent))
-        for rt, sp in later:
-            pending = self._writes.get(rt.name)
-            if pending is None or pending.done():
-                self._write_targets[rt.name] = sp.amps
-                self._writes[rt.name] = asyncio.create_task(
-                    self._apply(rt, sp, allocation.failsafe, now)
-                )
 
     def _start_polls(self) -> None:
         """Start a poll of every charger whose previous poll is done.
@@ -306,83 +226,6 @@ class Gateway:
             await self._read_slow(rt)
             await self._repair_drift(rt)
 
-    async def _repair_drift(self, rt: ChargerRuntime) -> None:
-        """Compare reg 19/20 with what was programmed; report and re-apply a difference."""
-        if rt.watchdog is None or rt.failsafe is None:
-            plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
-            await self._program(rt, plan[rt.name])
-            return
-        actual = {
-            "communication_timeout": raw_of(rt.values, "communication_timeout"),
-            "failsafe_current": raw_of(rt.values, "failsafe_current"),
-        }
-        expected = {"communication_timeout": rt.watchdog, "failsafe_current": rt.failsafe}
-        drifted = {k: v for k, v in actual.items() if v is not None and v != expected[k]}
-        for field_name, value in drifted.items():
-            self.events.emit(
-                "config_mismatch",
-                "warning",
-                device=rt.name,
-                field=field_name,
-                expected=expected[field_name],
-                actual=value,
-            )
-        if drifted:
-            await self._program(rt, rt.failsafe)
-
-    # ------------------------------------------------------------------ output
-
-    async def _apply(
-        self, rt: ChargerRuntime, setpoint: Setpoint | None, failsafe: Any, now: float
-    ) -> None:
-        """Write one charger's setpoint (if changed or due for a refresh) and failsafe plan."""
-        if setpoint is None or rt.refused or not rt.online:
-            return
-        rt.target, rt.reason, rt.reason_code = setpoint.amps, setpoint.reason, setpoint.reason_code
-        wanted_failsafe = (self._fixed_failsafe or failsafe).get(rt.name)
-        if (
-            wanted_failsafe is not None
-            and rt.failsafe is not None
-            and wanted_failsafe != rt.failsafe
-        ):
-            await self._program(rt, int(wanted_failsafe))
-        if setpoint.phases is not None:
-            await self._apply_phases(rt, setpoint.phases)
-        refresh = self.config.dlm.watchdog_seconds / WATCHDOG_REFRESH_FRACTION
-        changed = rt.setpoint != setpoint.amps
-        due = rt.last_write is None or now - rt.last_write >= refresh
-        if not changed and not due:
-            return
-        old = rt.setpoint
-        try:
-            await rt.device.set_current(setpoint.amps)
-        except AmpgateError as exc:
-            self._failed(rt, exc)
-            self.log.warning(
-                "setpoint_write_failed", device=rt.name, amps=setpoint.amps, problem=str(exc)
-            )
-            return
-        rt.setpoint, rt.last_write = setpoint.amps, self.clock()
-        if changed:
-            self.events.emit(
-                "setpoint_changed",
-                device=rt.name,
-                old_amps=old,
-                new_amps=setpoint.amps,
-                reason=setpoint.reason_code,
-                detail=setpoint.reason,
-            )
-
-    async def _apply_phases(self, rt: ChargerRuntime, phases: int) -> None:
-        wanted = PHASE_TO_USE[phases]
-        current = raw_of(rt.values, "phase_to_use")
-        if current == wanted:
-            return
-        try:
-            await rt.device.write_field("phase_to_use", wanted, priority=True)
-        except AmpgateError as exc:
-            self.log.warning("phase_write_failed", device=rt.name, problem=str(exc))
-
     def _observe(self, allocation: Allocation) -> None:
         for sp in allocation.setpoints.values():
             self.reason_counts[sp.reason_code] = self.reason_counts.get(sp.reason_code, 0) + 1
@@ -408,22 +251,6 @@ class Gateway:
                     None,
                 )
             self.events.meter_freshness(name, stale, group=rt.config.group, non_ev_source=source)
-
-    # ------------------------------------------------------------------ health bookkeeping
-
-    def _succeeded(self, rt: ChargerRuntime | MeterRuntime) -> None:
-        rt.last_ok, rt.last_ok_unix, rt.online, rt.last_error = (
-            self.clock(),
-            self.wall_clock(),
-            True,
-            None,
-        )
-        self.events.device_seen(rt.name, True)
-
-    def _failed(self, rt: ChargerRuntime | MeterRuntime, exc: Exception) -> None:
-        rt.last_error = str(exc)
-        rt.online = False
-        self.events.device_seen(rt.name, False, problem=str(exc))
 
     def _publish(self) -> None:
         self.store.publish(build_snapshot(self))
@@ -486,9 +313,3 @@ class Gateway:
                 self.log.warning(
                     "bus_close_failed", bus=getattr(bus, "name", "?"), problem=str(exc)
                 )
-
-
-def _is_identity_problem(exc: Exception) -> bool:
-    from ampgate.errors import DeviceError
-
-    return isinstance(exc, DeviceError)

@@ -1,0 +1,114 @@
+"""Start-up and device programming: identify, read settings, program watchdog/failsafe, repair.
+
+Part of :class:`ampgate.daemon.loop.Gateway` (a mixin over its state): a device that fails is
+marked offline (:meth:`DeviceProgramming._failed`) and never stops the loop; one that answers
+as a different model is refused (``device_identity_mismatch``) and never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ampgate.config import SiteConfig
+from ampgate.daemon.events import EventLog
+from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, raw_of
+from ampgate.daemon.site import failsafe_plan
+from ampgate.dlm import Site
+from ampgate.errors import AmpgateError
+
+
+class DeviceProgramming:
+    """Identification, settings reads, watchdog/failsafe programming and health bookkeeping."""
+
+    config: SiteConfig
+    site: Site
+    events: EventLog
+    log: Any
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
+    _fixed_failsafe: dict[str, int] | None
+
+    async def _identify(self, rt: ChargerRuntime | MeterRuntime) -> None:
+        try:
+            identity = await rt.device.identify()
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            return
+        self._succeeded(rt)
+        if not identity.matches:
+            rt.refused = identity.describe()
+            self.events.emit(
+                "device_identity_mismatch",
+                "error",
+                device=rt.name,
+                model=identity.model,
+                checks={
+                    c.field: {"expected": list(c.expected), "found": c.found}
+                    for c in identity.checks
+                },
+            )
+            return
+        if isinstance(rt, ChargerRuntime):
+            await self._read_slow(rt)
+
+    async def _read_slow(self, rt: ChargerRuntime) -> None:
+        try:
+            slow = await rt.device.read_slow()
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            return
+        rt.values.update(slow.readings)
+        self._succeeded(rt)
+
+    async def _program(self, rt: ChargerRuntime, failsafe: int) -> None:
+        """Program and verify reg 19 (watchdog) and reg 20 (failsafe) on one charger."""
+        watchdog = self.config.dlm.watchdog_seconds
+        try:
+            await rt.device.program_watchdog(watchdog, failsafe)
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            self.log.warning("watchdog_program_failed", device=rt.name, problem=str(exc))
+            return
+        rt.watchdog, rt.failsafe = watchdog, failsafe
+        self.events.emit(
+            "watchdog_programmed", device=rt.name, watchdog_seconds=watchdog, failsafe_amps=failsafe
+        )
+
+    async def _repair_drift(self, rt: ChargerRuntime) -> None:
+        """Compare reg 19/20 with what was programmed; report and re-apply a difference."""
+        if rt.watchdog is None or rt.failsafe is None:
+            plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
+            await self._program(rt, plan[rt.name])
+            return
+        actual = {
+            "communication_timeout": raw_of(rt.values, "communication_timeout"),
+            "failsafe_current": raw_of(rt.values, "failsafe_current"),
+        }
+        expected = {"communication_timeout": rt.watchdog, "failsafe_current": rt.failsafe}
+        drifted = {k: v for k, v in actual.items() if v is not None and v != expected[k]}
+        for field_name, value in drifted.items():
+            self.events.emit(
+                "config_mismatch",
+                "warning",
+                device=rt.name,
+                field=field_name,
+                expected=expected[field_name],
+                actual=value,
+            )
+        if drifted:
+            await self._program(rt, rt.failsafe)
+
+    def _succeeded(self, rt: ChargerRuntime | MeterRuntime) -> None:
+        rt.last_ok, rt.last_ok_unix, rt.online, rt.last_error = (
+            self.clock(),
+            self.wall_clock(),
+            True,
+            None,
+        )
+        self.events.device_seen(rt.name, True)
+
+    def _failed(self, rt: ChargerRuntime | MeterRuntime, exc: Exception) -> None:
+        rt.last_error = str(exc)
+        rt.online = False
+        self.events.device_seen(rt.name, False, problem=str(exc))

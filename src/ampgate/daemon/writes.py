@@ -1,0 +1,128 @@
+"""Writing the engine's decisions: setpoints, phase mode and failsafe changes, watchdog refresh.
+
+Part of :class:`ampgate.daemon.loop.Gateway` (a mixin over its state). Lowering writes are
+awaited on the bus's priority lane; increases and refreshes run in the background, and one
+still waiting for the bus is cancelled when a newer decision changes its target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ampgate.config import SiteConfig
+from ampgate.daemon.events import EventLog
+from ampgate.daemon.runtime import ChargerRuntime, raw_of
+from ampgate.dlm import Allocation, Setpoint
+from ampgate.errors import AmpgateError
+
+WATCHDOG_REFRESH_FRACTION = 3
+"""Re-write amps_to_use when the last write is older than watchdog / this."""
+PHASE_TO_USE = {1: 0, 3: 6}
+"""Reg 14 value for the engine's phase mode: 0 = L1 only, 6 = three phases."""
+
+
+class SetpointWrites:
+    """The output side of a cycle."""
+
+    config: SiteConfig
+    events: EventLog
+    log: Any
+    clock: Callable[[], float]
+    chargers: dict[str, ChargerRuntime]
+    _writes: dict[str, asyncio.Task[None]]
+    _write_targets: dict[str, int]
+    _fixed_failsafe: dict[str, int] | None
+
+    if TYPE_CHECKING:  # provided by DeviceProgramming in the Gateway
+
+        async def _program(self, rt: ChargerRuntime, failsafe: int) -> None: ...
+
+        def _failed(self, rt: ChargerRuntime, exc: Exception) -> None: ...
+
+    async def _write_all(self, allocation: Allocation, now: float) -> None:
+        """Lowering writes now (awaited, priority lane); the others in the background.
+
+        An increase or a watchdog refresh waits its turn behind the polls on a slow line; the
+        cycle does not wait for it, so the next meter read stays on time.
+        """
+        urgent, later = [], []
+        for rt in self.chargers.values():
+            setpoint = allocation.setpoints.get(rt.name)
+            if setpoint is None:
+                continue
+            lowering = rt.setpoint is None or setpoint.amps < rt.setpoint
+            (urgent if lowering else later).append((rt, setpoint))
+        # A background write still waiting for the bus must never land after a newer decision:
+        # cancel it when the target changed (a cancelled queued request is never sent; one
+        # already on the wire is followed by the new write).
+        stale = [
+            self._writes.pop(rt.name)
+            for rt, sp in (*urgent, *later)
+            if rt.name in self._writes
+            and (not self._writes[rt.name].done())
+            and self._write_targets.get(rt.name) != sp.amps
+        ]
+        for task in stale:
+            task.cancel()
+        await asyncio.gather(*stale, return_exceptions=True)
+        await asyncio.gather(*(self._apply(rt, sp, allocation.failsafe, now) for rt, sp in urgent))
+        for rt, sp in later:
+            pending = self._writes.get(rt.name)
+            if pending is None or pending.done():
+                self._write_targets[rt.name] = sp.amps
+                self._writes[rt.name] = asyncio.create_task(
+                    self._apply(rt, sp, allocation.failsafe, now)
+                )
+
+    async def _apply(
+        self, rt: ChargerRuntime, setpoint: Setpoint | None, failsafe: Any, now: float
+    ) -> None:
+        """Write one charger's setpoint (if changed or due for a refresh) and failsafe plan."""
+        if setpoint is None or rt.refused or not rt.online:
+            return
+        rt.target, rt.reason, rt.reason_code = setpoint.amps, setpoint.reason, setpoint.reason_code
+        wanted_failsafe = (self._fixed_failsafe or failsafe).get(rt.name)
+        if (
+            wanted_failsafe is not None
+            and rt.failsafe is not None
+            and wanted_failsafe != rt.failsafe
+        ):
+            await self._program(rt, int(wanted_failsafe))
+        if setpoint.phases is not None:
+            await self._apply_phases(rt, setpoint.phases)
+        refresh = self.config.dlm.watchdog_seconds / WATCHDOG_REFRESH_FRACTION
+        changed = rt.setpoint != setpoint.amps
+        due = rt.last_write is None or now - rt.last_write >= refresh
+        if not changed and not due:
+            return
+        old = rt.setpoint
+        try:
+            await rt.device.set_current(setpoint.amps)
+        except AmpgateError as exc:
+            self._failed(rt, exc)
+            self.log.warning(
+                "setpoint_write_failed", device=rt.name, amps=setpoint.amps, problem=str(exc)
+            )
+            return
+        rt.setpoint, rt.last_write = setpoint.amps, self.clock()
+        if changed:
+            self.events.emit(
+                "setpoint_changed",
+                device=rt.name,
+                old_amps=old,
+                new_amps=setpoint.amps,
+                reason=setpoint.reason_code,
+                detail=setpoint.reason,
+            )
+
+    async def _apply_phases(self, rt: ChargerRuntime, phases: int) -> None:
+        wanted = PHASE_TO_USE[phases]
+        current = raw_of(rt.values, "phase_to_use")
+        if current == wanted:
+            return
+        try:
+            await rt.device.write_field("phase_to_use", wanted, priority=True)
+        except AmpgateError as exc:
+            self.log.warning("phase_write_failed", device=rt.name, problem=str(exc))
