@@ -234,3 +234,40 @@ async def test_the_engine_gets_one_site_object_and_builds_its_tables_once(site, 
         assert builds == [id(gateway.site)]
     finally:
         await gateway.shutdown(write=False)
+
+
+async def test_each_poll_is_one_request_and_slow_reads_are_spread_over_cycles():
+    # RS485 pays per request: the fast fields (regs 0-38) in one read, and the settings /
+    # identity / energy read (regs 9-44) of different chargers in different cycles
+    site = await start_site(4, limit=63)
+    reads: dict[str, list[tuple[int, int, int]]] = {n: [] for n in site.chargers}
+    for name, sim in site.chargers.items():
+        original = sim.read
+
+        def spy(function, address, count, _name=name, _original=original):
+            reads[_name].append((cycle[0], address, count))
+            return _original(function, address, count)
+
+        sim.read = spy  # type: ignore[method-assign]
+    cycle = [0]
+    gateway = Gateway(site.config(slow_poll_every=4))
+    try:
+        await gateway.start()
+        for reads_of in reads.values():
+            reads_of.clear()
+        for n in range(1, 9):
+            cycle[0] = n
+            await _cycles(gateway, 1)
+            await gateway.settle()
+        for name, seen in reads.items():
+            polls = [r for r in seen if r[1] == 0]
+            assert [(a, c) for _, a, c in polls] == [(0, 39)] * 8, (name, seen)
+        slow_cycles = [
+            {name for name, seen in reads.items() if any(c == n and a == 9 for c, a, _ in seen)}
+            for n in range(1, 9)
+        ]
+        assert all(len(names) <= 1 for names in slow_cycles), slow_cycles
+        assert all(sum(name in names for names in slow_cycles) == 2 for name in reads)
+    finally:
+        await gateway.shutdown(write=False)
+        await site.stop()
