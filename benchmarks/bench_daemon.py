@@ -258,6 +258,9 @@ async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dic
             socat.wait()
         shutil.rmtree(folder, ignore_errors=True)
     write_wire = (8 + 8) * BITS_PER_CHAR / 9600 + 3.5 * BITS_PER_CHAR / 9600
+    # the request already on the wire when the lowering is queued cannot be overtaken: the
+    # longest is a fast poll, FC 03 of 39 registers (8-byte request, 5 + 78-byte answer)
+    in_flight = (8 + 5 + 2 * 39) * BITS_PER_CHAR / 9600 + 2 * 3.5 * BITS_PER_CHAR / 9600
     return {
         "scenario": f"{kind}-{chargers}",
         "chargers": chargers,
@@ -278,7 +281,7 @@ async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dic
         "step_to_cycle_start_max_s": max(
             (r - a for r, a in zip(reactions_first, after_meter, strict=False)), default=None
         ),
-        "reaction_bound_s": 1.0 + (write_wire if kind == "rtu" else 0.0),
+        "reaction_bound_s": 1.0 + (write_wire + in_flight if kind == "rtu" else 0.0),
     }
 
 
@@ -321,18 +324,26 @@ def markdown(results: list[dict], meta: dict) -> str:
         "Reaction: time from the building-load step in the simulator to the lowered setpoint "
         "arriving at a simulated charger (first charger, and the last one). The step falls at a "
         "random moment of the cycle, so up to one cycle passes before the next meter read; the "
-        "RTU bound is one cycle + the wire time of one FC 06 write at 9600 baud.",
+        "RTU bound is one cycle + the request already on the wire (a lowering takes the "
+        "priority lane but cannot interrupt a frame: at most a fast poll, 39 registers, "
+        "0.113 s) + the wire time of one FC 06 write at 9600 baud. On TCP the cycle waits up "
+        "to a quarter cycle for its charger polls before reading the meter (fresh readings "
+        "just before the meter reading); on RS485 it does not wait.",
         "",
         "A step counts as answered when a charger was above its new setpoint before the step; "
-        "the others found every charger already at or below it (on the RTU line the site does "
-        "not settle between steps: a poll round of 8 chargers at 9600 baud takes about 1.5 s, "
-        "so the engine's estimate of the building load (meter minus the chargers' last "
-        "readings) lags the cars, and setpoints swing). 'last charger' includes chargers "
-        "lowered in a later cycle and, on RTU, 8 verified writes (write + read-back) at "
-        "9600 baud. A first reaction above one cycle means the first cycle after that step "
-        "wrote no lower setpoint (write_after_cycle_start_max_s > 1 s in daemon.json); why "
-        "was not investigated (the engine then still had charger readings from before the "
-        "step).",
+        "the others found every charger already at or below it. 'last charger' includes "
+        "chargers lowered in a later cycle and, on RTU, 8 verified writes (write + read-back) "
+        "at 9600 baud. Each charger's fast poll is one request (registers 0-38) and its slow "
+        "read (settings, identity, energy) comes every slow_poll_every polls, staggered across "
+        "chargers. The engine aligns each charger reading to the meter reading's time "
+        "(dlm align_reading_times), so the older readings of an RS485 round never hide "
+        "building load.",
+        "",
+        "Before (two requests per fast poll, one poll round gated by its slowest charger, no "
+        "alignment; 2026-11-28 03:10 UTC, same machine): tcp-10 13.6 ms CPU/cycle, tcp-50 34.8, "
+        "tcp-100 62.8 ms (6.3 % of a core), rtu-8 19.7 ms, period max 1.587 s, cycle work "
+        "mean 0.198 s, first reaction mean/max 0.475 / 0.851 s but only 3 of 5 steps "
+        "answered, last charger 2.073 s; RSS 42-45 MB.",
     ]
     return "\n".join(rows) + "\n"
 
@@ -390,7 +401,7 @@ def main() -> int:
         r = by["rtu-8"]
         goals.append(
             {
-                "goal": "RTU reaction within one cycle + one request's wire time",
+                "goal": "RTU reaction within one cycle + the request on the wire + the write",
                 "met": r["reaction_first_max_s"] is not None
                 and r["reaction_first_max_s"] <= r["reaction_bound_s"],
                 "value": f"first lowered setpoint max {r['reaction_first_max_s']:.3f} s, "

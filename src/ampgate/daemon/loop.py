@@ -7,7 +7,7 @@ settings and programs each charger's watchdog (reg 19) and failsafe current (reg
 
 1. poll the fast fields of every charger whose previous poll is done (settings, identity and
    energy every ``slow_poll_every`` polls, staggered across chargers), each bus serialising
-   its own requests, waiting at most ``cycle_seconds / POLL_WAIT_FRACTION`` for them;
+   its own requests, waiting at most ``cycle_seconds / POLL_WAIT_FRACTION`` for those on TCP;
 2. read every meter and, once a complete first measurement exists, call
    :func:`ampgate.dlm.allocate` with the meter reading and each charger's latest reading,
    each time-stamped when it was taken (the engine aligns them to the meter reading);
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ampgate.config import SiteConfig
+from ampgate.config import SerialBusConfig, SiteConfig
 from ampgate.daemon.devices import open_devices
 from ampgate.daemon.events import EventLog
 from ampgate.daemon.inputs import first_measurement_complete, measurements
@@ -91,6 +91,13 @@ class Gateway(DeviceProgramming, SetpointWrites):
         self._writes: dict[str, asyncio.Task[None]] = {}
         self._write_targets: dict[str, int] = {}
         self._poll_rounds: dict[str, int] = {}
+        self._serial_chargers = frozenset(
+            name
+            for name, c in config.chargers.items()
+            if isinstance(config.buses[c.bus], SerialBusConfig)
+        )
+        """Chargers on RS485: the cycle does not wait for their polls (a round of a line takes
+        most of a cycle; the engine bounds their older readings' draw conservatively)."""
         self._fixed_failsafe = (
             failsafe_plan(config, self.site) if config.dlm.failsafe_policy == "fixed" else None
         )
@@ -128,19 +135,25 @@ class Gateway(DeviceProgramming, SetpointWrites):
         """Run one cycle: charger polls → meters → allocate → write.
 
         Each charger's poll starts with the cycle unless its previous one is still on the bus
-        (a slow RS485 line, a silent unit). The cycle waits for them at most
-        ``cycle_seconds / POLL_WAIT_FRACTION``, then reads the meters: a charger reading taken
-        just before the meter reading lets the engine (``align_reading_times``) subtract the
-        chargers' draw as the meter saw it without assuming more change than can have happened
-        in between; a charger still on the bus keeps its older, time-stamped reading and the
-        engine bounds its draw conservatively. The engine runs and lowering writes take the
-        bus's priority lane at once, so a load step is answered one cycle period plus at most
-        that wait plus about one request's wire time after it happens.
+        (a slow RS485 line, a silent unit). The cycle waits for the polls of chargers on TCP at
+        most ``cycle_seconds / POLL_WAIT_FRACTION`` (not for RS485 ones: a line's round takes
+        most of a cycle and the wait would delay the reaction), then reads the meters: a
+        charger reading taken just before the meter reading lets the engine
+        (``align_reading_times``) subtract the chargers' draw as the meter saw it without
+        assuming more change than can have happened in between; a charger still on the bus
+        keeps its older, time-stamped reading and the engine bounds its draw conservatively.
+        The engine runs and lowering writes take the bus's priority lane at once, so a load
+        step is answered one cycle period (plus that wait on TCP) plus, on RS485, the request
+        already on the wire and the write's own wire time after it happens.
         """
         began = self.clock()
         self.cycles += 1
         self._start_polls()
-        pending = [t for t in self._polls.values() if not t.done()]
+        pending = [
+            task
+            for name, task in self._polls.items()
+            if not task.done() and name not in self._serial_chargers
+        ]
         if pending:
             await asyncio.wait(pending, timeout=self.config.dlm.cycle_seconds / POLL_WAIT_FRACTION)
         await asyncio.gather(*(self._poll_meter(rt) for rt in self.meters.values()))
