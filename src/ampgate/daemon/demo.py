@@ -175,7 +175,7 @@ async def start_demo_site(chargers: int, ptys: tuple[str, str] | None) -> tuple[
         site.transport = (
             f"chargers: Modbus TCP 127.0.0.1:{server.port} (socat not installed: no pty for RTU)"
         )
-    site.transport += f"; meter: Eastron SDM630, Modbus TCP 127.0.0.1:{meter_server.port}"
+    site.transport += f"\nmeter: Eastron SDM630, Modbus TCP 127.0.0.1:{meter_server.port}"
     return site, bus
 
 

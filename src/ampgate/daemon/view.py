@@ -15,11 +15,19 @@ if TYPE_CHECKING:
     from ampgate.daemon.loop import Gateway
 
 LEGEND = (
-    "DLM: each cycle ampgate reads the grid meter, subtracts the building load and headroom "
-    "from every fuse phase, and shares the rest among the cars (0 or 6-32 A each).",
-    "Bars: # building load, = cars, | fuse limit. Setpoints drop in the same cycle the load "
-    "rises; they ramp back up slowly. If ampgate dies, chargers fall back to their failsafe.",
+    "DLM: each cycle ampgate reads the grid meter, takes off the chargers' own draw to get the",
+    "building load, and shares what the fuse leaves among the cars (0 or 6-32 A each).",
+    "Bars: # building load (estimated high while cars change their draw), = cars' setpoints,",
+    "| fuse limit. Setpoints drop in the same cycle",
+    "the load rises and ramp back up slowly. If ampgate dies, chargers fall back to failsafe.",
 )
+SOURCES = {
+    "meter": "metered",
+    "held": "meter late: last reading held",
+    "fallback": "meter STALE: fallback load",
+    "static": "no meter: fixed load",
+}
+"""How the building load of a fuse phase was found (``PhaseAccount.non_ev_source``)."""
 BAR_WIDTH = 40
 _COLOURS = {"building": "\033[33m", "cars": "\033[36m", "over": "\033[31m", "reset": "\033[0m"}
 
@@ -70,8 +78,9 @@ def render_view(gateway: Gateway, header: str = "", *, colour: bool = False) -> 
                 bar = _bar(acc.non_ev_load, acc.allocated, acc.limit, colour)
                 lines.append(
                     f"  {PHASES[acc.phase]} {bar}"
-                    f" {used:5.1f} / {acc.limit:g} A (building {acc.non_ev_load:4.1f}, "
-                    f"cars {acc.allocated:4.1f}, {acc.non_ev_source})"
+                    f" {used:5.1f} / {acc.limit:g} A (building est. {acc.non_ev_load:4.1f}, "
+                    f"cars {acc.allocated:4.1f}; "
+                    f"{SOURCES.get(acc.non_ev_source, acc.non_ev_source)})"
                 )
     lines.append("")
     lines.append(
@@ -84,7 +93,7 @@ def render_view(gateway: Gateway, header: str = "", *, colour: bool = False) -> 
         draw = _draw(gateway, name)
         lines.append(
             f"{name:<10} {online:<7} {str(status)[:34]:<34} {setpoint:>4} {draw:<16}"
-            f" {rt.reason_code or '-'}: {rt.reason}"[:160]
+            f" {rt.reason or rt.reason_code or '-'}"[:160]
         )
     recent = list(gateway.events.recent)[-5:]
     if recent:
