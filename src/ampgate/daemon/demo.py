@@ -13,15 +13,11 @@ import asyncio
 import contextlib
 import math
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 from ampgate.config import SiteConfig, check_config_text
@@ -38,6 +34,7 @@ from ampgate.sim import (
     serve_rtu,
     serve_tcp,
 )
+from ampgate.sim.pty import VirtualLineError, virtual_serial_line
 
 METER_UNIT_ID = 100
 ROTATIONS = (("L1L2L3", (1, 2, 3)), ("L2L3L1", (2, 3, 1)), ("L3L1L2", (3, 1, 2)))
@@ -67,30 +64,12 @@ def building_load(started: float, fuse: float = FUSE_AMPS) -> LoadProfile:
 
 @contextlib.contextmanager
 def pty_pair() -> Iterator[tuple[str, str] | None]:
-    """Two linked ptys made by socat (``None`` when socat is not installed)."""
-    if shutil.which("socat") is None:
-        yield None
-        return
-    folder = Path(tempfile.mkdtemp(prefix="ampgate-demo-"))
-    a, b = folder / "sim", folder / "gateway"
-    proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """The simulated RS485 line: ``(simulator end, gateway end)``, or ``None`` without socat."""
     try:
-        deadline = time.monotonic() + 5
-        while not (a.exists() and b.exists()):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                yield None
-                return
-            time.sleep(0.01)
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-        shutil.rmtree(folder, ignore_errors=True)
+        with virtual_serial_line(names=("sim", "gateway")) as ends:
+            yield ends
+    except VirtualLineError:
+        yield None
 
 
 @dataclass
