@@ -46,11 +46,13 @@ class Daemon:
         self.on_cycle = on_cycle
         self.stop_event = asyncio.Event()
         self._reload_requested = False
+        self._stop_requested = False
         self.http: Any = None
         self.log = get_logger("ampgate.daemon")
 
     def request_stop(self) -> None:
-        """Ask the loop to stop after the current cycle (signal-safe)."""
+        """Ask the loop to stop after the current cycle (signal-safe); a reload never undoes it."""
+        self._stop_requested = True
         self.stop_event.set()
 
     def request_reload(self) -> None:
@@ -111,7 +113,7 @@ class Daemon:
             self.log.info("daemon_started", site=self.config.site.name)
             while True:
                 await self.gateway.run(self.stop_event, self._after_cycle)
-                if not self._reload_requested:
+                if self._stop_requested or not self._reload_requested:
                     break
                 self._reload_requested = False
                 self.stop_event.clear()
