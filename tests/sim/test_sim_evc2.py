@@ -228,3 +228,27 @@ def test_rotation_maps_charger_phases_to_site_phases(clock: ManualClock) -> None
     assert charger.site_currents() == (0.0, 10.0, 0.0)
     with pytest.raises(ValueError, match="rotation"):
         Evc2Simulator(clock, rotation=(1, 1, 2))
+
+
+async def test_socket_lock_modes_drive_lock_status(peer: Peer, clock: ManualClock) -> None:
+    # Reg 18: 0 auto lock (locked while a car is connected), 1 always lock, 2 force unlock.
+    assert await peer.value("lock_status") == 0  # auto, no car
+    assert await peer.write(18, 1) is None
+    assert await peer.value("lock_status") == 1  # always lock, even without a car
+    assert await peer.write(18, 0) is None
+    peer.charger.plug_in()
+    assert await peer.value("lock_status") == 1  # auto lock with a car
+    assert await peer.write(18, 2) is None
+    assert await peer.value("lock_status") == 0  # force unlock
+
+
+async def test_force_unlock_resets_on_state_a(peer: Peer, clock: ManualClock) -> None:
+    # Reg 18 = 2 "force unlock in auto mode (resets on state A)": unplugging ends it.
+    peer.charger.plug_in()
+    assert await peer.write(18, 2) is None
+    clock.advance(1)
+    assert await peer.value("socket_lock_mode") == 2
+    peer.charger.unplug()
+    assert await peer.value("socket_lock_mode") == 0
+    peer.charger.plug_in()
+    assert await peer.value("lock_status") == 1  # auto lock again for the next car

@@ -183,6 +183,10 @@ class Evc2Simulator:
         self.advance()
         self.ev = None
         self._draw, self._draw_phases, self._pending = 0.0, (), None
+        # Reg 18 = 2 "force unlock in auto mode (resets on state A)": unplugging reaches A.
+        # Assumption: a 2 written while already in state A stays until the next unplug.
+        if self.image.raw("socket_lock_mode") == 2:
+            self.image.set_raw("socket_lock_mode", 0)
         self._reevaluate()
         self._publish()
 
@@ -403,7 +407,9 @@ class Evc2Simulator:
         _, target_phases = self._target()
         shown = self._draw_phases or target_phases
         image.set_raw("phase_connected", _PHASE_CODES[shown] if self.ev else 7)
-        image.set_raw("lock_status", 1 if self.ev and image.raw("socket_lock_mode") != 2 else 0)
+        # Reg 18: 0 auto lock (locked while a car is connected), 1 always lock, 2 force unlock.
+        lock_mode = image.raw("socket_lock_mode")
+        image.set_raw("lock_status", 1 if lock_mode == 1 or (self.ev and lock_mode == 0) else 0)
         image.set_raw("warning_code", self.warning_bits)
         image.set_raw("error_code", self.error_bits)
         image.set_raw("current_limit_cause", self._limit_cause())
