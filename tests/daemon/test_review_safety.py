@@ -1,10 +1,16 @@
-"""Safety paths found in review: a stop request is never lost to a reload."""
+"""Safety paths found in review: a stop request is never lost to a reload; a charger that
+answers only after start-up is identified and programmed before anything is written to it."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+from structlog.testing import capture_logs
+
+from ampgate.daemon.loop import Gateway
 from ampgate.daemon.run import Daemon
+from ampgate.sim import ElectricVehicle
 
 from .simsite import start_site
 
@@ -35,4 +41,59 @@ async def test_sigterm_arriving_with_a_sighup_still_stops_the_daemon(tmp_path):
             daemon.request_stop()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await site.stop()
+
+
+async def _cycles(gateway, n: int, period: float = 0.2) -> None:
+    for _ in range(n):
+        began = time.monotonic()
+        await gateway.cycle()
+        await asyncio.sleep(max(0.0, period - (time.monotonic() - began)))
+    await gateway.settle()
+
+
+async def test_a_charger_silent_at_start_is_identified_before_it_is_written():
+    """A unit that answers only after start-up is identified first: the wrong model is refused.
+
+    It used to be taken for an EVC2 on its first answer (identity was checked at start-up only)
+    and got its watchdog, failsafe and setpoint written.
+    """
+    site = await start_site(2, limit=63, cars=[ElectricVehicle(reaction_delay=0.1), None])
+    site.chargers["c2"].image.set_raw("evse_id", 1234)  # not an EVC2
+    site.faults["c2"].silent = True
+    gateway = Gateway(site.config())
+    try:
+        await gateway.start()
+        await _cycles(gateway, 2)
+        site.faults["c2"].silent = False
+        with capture_logs() as logs:
+            await _cycles(gateway, 6)
+        assert [e["device"] for e in logs if e["event"] == "device_identity_mismatch"] == ["c2"]
+        assert gateway.chargers["c2"].refused
+        assert site.chargers["c2"].image.raw("communication_timeout") == 30  # untouched
+        assert site.chargers["c2"].image.raw("failsafe_current") == 6
+        assert site.chargers["c2"].image.raw("amps_to_use") == 0
+        assert site.chargers["c1"].image.raw("amps_to_use") >= 6
+    finally:
+        await gateway.shutdown(write=False)
+        await site.stop()
+
+
+async def test_a_genuine_charger_silent_at_start_is_programmed_before_its_first_setpoint():
+    """An EVC2 answering only after start-up: identified, watchdog/failsafe programmed, then
+    controlled; the first setpoint it receives comes after reg 19 holds the watchdog."""
+    site = await start_site(2, limit=63)
+    site.faults["c2"].silent = True
+    gateway = Gateway(site.config())
+    try:
+        await gateway.start()
+        await _cycles(gateway, 2)
+        assert site.chargers["c2"].image.raw("communication_timeout") == 30
+        site.faults["c2"].silent = False
+        await _cycles(gateway, 8)
+        assert not gateway.chargers["c2"].refused
+        assert site.chargers["c2"].image.raw("communication_timeout") == 2
+        assert site.chargers["c2"].image.raw("amps_to_use") >= 6
+    finally:
+        await gateway.shutdown(write=False)
         await site.stop()

@@ -212,6 +212,18 @@ class Gateway(DeviceProgramming, SetpointWrites):
         if rt.refused:
             return
         was_online = rt.online
+        if not was_online:
+            # Back (or first seen) after being silent: identify it before anything else, so a
+            # unit that was silent at start-up or was swapped is refused, never written; then
+            # program watchdog/failsafe before the engine gets its reading (safety).
+            try:
+                await self._identify(rt)  # identity, then the slow read
+                if rt.online and not rt.refused:
+                    await self._repair_drift(rt)
+            finally:
+                rt.polled = True
+            if not rt.online or rt.refused:
+                return
         try:
             fast = await rt.device.read_fast()
         except AmpgateError as exc:
@@ -235,7 +247,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
             error_labels=labels.bits_of("error_code"),
             voltages=[number_of(values, f"voltage_l{i}") for i in (1, 2, 3)],
         )
-        if slow or not was_online:
+        if slow and was_online:
             await self._read_slow(rt)
             await self._repair_drift(rt)
 

@@ -80,8 +80,8 @@ class SetpointWrites:
         self, rt: ChargerRuntime, setpoint: Setpoint | None, failsafe: Any, now: float
     ) -> None:
         """Write one charger's setpoint (if changed or due for a refresh) and failsafe plan."""
-        if setpoint is None or rt.refused or not rt.online:
-            return
+        if setpoint is None or rt.refused or not rt.online or rt.watchdog is None:
+            return  # rt.watchdog None: not yet identified and programmed (reg 19/20)
         rt.target, rt.reason, rt.reason_code = setpoint.amps, setpoint.reason, setpoint.reason_code
         wanted_failsafe = (self._fixed_failsafe or failsafe).get(rt.name)
         if (
