@@ -97,3 +97,33 @@ async def test_a_genuine_charger_silent_at_start_is_programmed_before_its_first_
     finally:
         await gateway.shutdown(write=False)
         await site.stop()
+
+
+async def test_a_meter_silent_at_start_is_identified_before_its_readings_are_used():
+    """A meter unit that answers only after start-up is identified first: an SDM72D where the
+    file says SDM120 is refused (its currents would be read at the SDM120's addresses)."""
+    from ampgate.config import check_config_text
+    from ampgate.sim import Evc2Simulator, Faults, FaultyDevice, MeterSimulator, serve_tcp
+
+    from .test_publish import SITE
+
+    clock = time.monotonic
+    charger = Evc2Simulator(clock)
+    meter = MeterSimulator("eastron-sdm72d", lambda _now: (5.0, 5.0, 5.0), clock)
+    faults = Faults(silent=True)
+    server = await serve_tcp({1: charger, 10: FaultyDevice(meter, faults)}, port=0)
+    config, problems = check_config_text(SITE.format(port=server.port), "sdm120.toml")
+    assert config is not None, problems
+    gateway = Gateway(config)
+    try:
+        await gateway.start()
+        await _cycles(gateway, 2)
+        faults.silent = False
+        with capture_logs() as logs:
+            await _cycles(gateway, 3)
+        assert [e["device"] for e in logs if e["event"] == "device_identity_mismatch"] == ["grid"]
+        assert gateway.meters["grid"].refused
+        assert gateway.meters["grid"].measured_at is None  # its readings never reach the engine
+    finally:
+        await gateway.shutdown(write=False)
+        await server.stop()

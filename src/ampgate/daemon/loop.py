@@ -198,6 +198,12 @@ class Gateway(DeviceProgramming, SetpointWrites):
         if rt.refused:
             return
         rt.polled = True
+        if not rt.online and rt.device.map.identification:
+            # first seen or back: identify before its readings are used (a map without
+            # identification checks has nothing to ask; its identify would send no request)
+            await self._identify(rt)
+            if not rt.online or rt.refused:
+                return
         try:
             measurement = await rt.device.read_measurement()
         except AmpgateError as exc:
