@@ -127,3 +127,47 @@ async def test_a_meter_silent_at_start_is_identified_before_its_readings_are_use
     finally:
         await gateway.shutdown(write=False)
         await server.stop()
+
+
+class _MeasurementsFail:
+    """An SDM120 that answers its identification (FC 03) but fails every measurement (FC 04)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def read(self, function: int, address: int, count: int):
+        from ampgate.sim import ModbusExceptionCode
+
+        if function == 4:
+            return ModbusExceptionCode.SERVER_DEVICE_FAILURE
+        return self.inner.read(function, address, count)
+
+    def write(self, address: int, values):
+        return self.inner.write(address, values)
+
+
+async def test_a_meter_that_identifies_but_fails_its_measurements_goes_stale():
+    """Freshness is the age of the last MEASUREMENT, not of the last answer: a meter whose
+    identification read keeps succeeding while its measurement reads fail is reported stale."""
+    from ampgate.config import check_config_text
+    from ampgate.sim import Evc2Simulator, MeterSimulator, serve_tcp
+
+    from .test_publish import SITE
+
+    clock = time.monotonic
+    meter = MeterSimulator("eastron-sdm120", lambda _now: (5.0, 0.0, 0.0), clock)
+    server = await serve_tcp({1: Evc2Simulator(clock), 10: _MeasurementsFail(meter)}, port=0)
+    text = SITE.format(port=server.port).replace("[dlm]\n", "[dlm]\nmeter_stale_seconds = 0.5\n")
+    config, problems = check_config_text(text, "sdm120.toml")
+    assert config is not None, problems
+    gateway = Gateway(config)
+    try:
+        with capture_logs() as logs:
+            await gateway.start()
+            await _cycles(gateway, 8)
+        assert gateway.meters["grid"].measured_at is None
+        assert gateway.meters["grid"].stale
+        assert any(e["event"] == "meter_stale" for e in logs)
+    finally:
+        await gateway.shutdown(write=False)
+        await server.stop()

@@ -268,7 +268,9 @@ class Gateway(DeviceProgramming, SetpointWrites):
     def _meter_events(self, now: float) -> None:
         limit = self.config.dlm.meter_stale_seconds
         for name, rt in self.meters.items():
-            since = rt.last_ok if rt.last_ok is not None else self.started_at or now
+            # Freshness is the age of the last measurement, not of the last answer: a meter
+            # that answers its identification but fails its measurement reads is stale.
+            since = rt.measured_at if rt.measured_at is not None else self.started_at or now
             stale = now - since > limit
             rt.stale = stale
             source = None
