@@ -171,3 +171,26 @@ async def test_a_meter_that_identifies_but_fails_its_measurements_goes_stale():
     finally:
         await gateway.shutdown(write=False)
         await server.stop()
+
+
+async def test_a_charger_swapped_while_online_is_refused_on_the_next_slow_read():
+    """The slow read carries reg 9: a unit whose identity changes without ever going silent
+    (swapped between two polls) is refused, logged, and no longer written."""
+    site = await start_site(2, limit=32)
+    gateway = Gateway(site.config(slow_poll_every=2))
+    try:
+        await gateway.start()
+        await _cycles(gateway, 3)
+        assert not gateway.chargers["c1"].refused
+        site.chargers["c1"].image.set_raw("evse_id", 12345)
+        with capture_logs() as logs:
+            await _cycles(gateway, 6)
+        assert [e["device"] for e in logs if e["event"] == "device_identity_mismatch"] == ["c1"]
+        assert gateway.chargers["c1"].refused
+        assert not gateway.chargers["c2"].refused
+        writes = site.chargers["c1"].image.raw("amps_to_use")
+        await _cycles(gateway, 3)
+        assert site.chargers["c1"].image.raw("amps_to_use") == writes
+    finally:
+        await gateway.shutdown(write=False)
+        await site.stop()

@@ -60,6 +60,19 @@ class DeviceProgramming:
             return
         rt.values.update(slow.readings)
         self._succeeded(rt)
+        if not self._identity_holds(rt):
+            # The slow read carries the identity registers: a unit swapped between two polls
+            # (never seen offline) is re-identified, refused and never written again.
+            await self._identify(rt)
+
+    @staticmethod
+    def _identity_holds(rt: ChargerRuntime) -> bool:
+        """True unless a freshly read identification register differs from the map's value."""
+        for check in rt.device.map.identification:
+            raw = raw_of(rt.values, check.field)
+            if raw is not None and raw not in check.equals:
+                return False
+        return True
 
     async def _program(self, rt: ChargerRuntime, failsafe: int) -> None:
         """Program and verify reg 19 (watchdog) and reg 20 (failsafe) on one charger."""
