@@ -194,3 +194,35 @@ async def test_a_charger_swapped_while_online_is_refused_on_the_next_slow_read()
     finally:
         await gateway.shutdown(write=False)
         await site.stop()
+
+
+async def test_a_reload_that_drops_a_charger_leaves_it_at_its_failsafe_current(tmp_path):
+    """SIGHUP with a file that no longer lists c2: c2 gets the shutdown current (its failsafe)
+    instead of keeping its last setpoint uncontrolled; c1 stays under control."""
+    site = await start_site(2, limit=40)
+    path = tmp_path / "site.toml"
+    text = site.config_text()
+    path.write_text(text)
+    daemon = Daemon(site.config(), path, serve_metrics=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(100):
+            if int(site.chargers["c2"].image.raw("amps_to_use")) > 6:
+                break
+            await asyncio.sleep(0.05)
+        assert int(site.chargers["c2"].image.raw("amps_to_use")) > 6
+        head, rest = text.split("[chargers.c2]")
+        path.write_text(head + rest[rest.index("[dlm]") :])
+        daemon.request_reload()
+        for _ in range(100):
+            if int(site.chargers["c2"].image.raw("amps_to_use")) == 6:
+                break
+            await asyncio.sleep(0.05)
+        assert int(site.chargers["c2"].image.raw("amps_to_use")) == 6
+        assert "c2" not in daemon.gateway.chargers
+        daemon.request_stop()
+        assert await asyncio.wait_for(asyncio.shield(task), 5) == 0
+    finally:
+        if not task.done():
+            task.cancel()
+        await site.stop()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ampgate.config import SerialBusConfig, SiteConfig
@@ -309,8 +309,18 @@ class Gateway(DeviceProgramming, SetpointWrites):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - now))
 
-    async def shutdown(self, *, write: bool = True, timeout: float = 3.0) -> None:
-        """Write the shutdown current (policy ``dlm.shutdown``) and close every bus."""
+    async def shutdown(
+        self,
+        *,
+        write: bool = True,
+        timeout: float = 3.0,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """Write the shutdown current (policy ``dlm.shutdown``) and close every bus.
+
+        ``only``: write the shutdown current to these chargers alone (a reload that drops
+        chargers from the config leaves them at a safe current, not their last setpoint).
+        """
         background = [t for t in (*self._polls.values(), *self._writes.values()) if not t.done()]
         for task in background:
             task.cancel()
@@ -322,7 +332,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
                 if policy == "failsafe"
                 else 0
                 for rt in self.chargers.values()
-                if rt.online and not rt.refused
+                if rt.online and not rt.refused and (only is None or rt.name in only)
             }
 
             async def one(rt: ChargerRuntime, amps: int) -> None:

@@ -84,7 +84,10 @@ class Daemon:
             return
         systemd.notify_reloading()
         old_state = self.gateway.state
-        await self.gateway.shutdown(write=False)
+        # Chargers no longer in the file get the shutdown current; the others keep theirs
+        # until the new gateway writes (no gap in control for them).
+        removed = set(self.config.chargers) - set(new.chargers)
+        await self.gateway.shutdown(write=bool(removed), only=removed)
         self.config = new
         self.gateway = Gateway(new, store=self.store, events=self.events)
         self.gateway.state = old_state  # keep what the engine knew about chargers that stay
