@@ -12,6 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ampgate.sim.device import Clock, SimulatedDevice, SpeedClock
 from ampgate.sim.evc2 import ElectricVehicle, Evc2Simulator
@@ -124,36 +125,16 @@ async def start_simulation(
 
 
 async def run_simulation(
-    chargers: int,
-    meter_model: str | None,
-    tcp_port: int | None,
-    serial_port: str | None,
-    baudrate: int = 9600,
-    parity: str = "N",
-    stopbits: int = 1,
-    line_emulation: bool = False,
-    speed: float = 1.0,
-    host: str = "127.0.0.1",
-    plug_in_cars: bool = True,
+    *args: Any,
     on_started: Callable[[Simulation], None] | None = None,
+    **kwargs: Any,
 ) -> None:
-    """Serve a simulated site until cancelled (`start_simulation` arguments); prints nothing.
+    """Serve a simulated site until cancelled; prints nothing.
 
-    ``on_started`` receives the running `Simulation` (e.g. to print `Simulation.describe`).
+    Takes exactly the arguments of :func:`start_simulation`. ``on_started`` receives the
+    running `Simulation` (e.g. to print `Simulation.describe`).
     """
-    simulation = await start_simulation(
-        chargers,
-        meter_model,
-        tcp_port,
-        serial_port,
-        baudrate,
-        parity,
-        stopbits,
-        line_emulation,
-        speed,
-        host,
-        plug_in_cars,
-    )
+    simulation = await start_simulation(*args, **kwargs)
     try:
         if on_started is not None:
             on_started(simulation)
