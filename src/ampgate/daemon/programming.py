@@ -14,6 +14,7 @@ from ampgate.config import SiteConfig
 from ampgate.daemon.events import EventLog
 from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, raw_of
 from ampgate.daemon.site import failsafe_plan
+from ampgate.devices.device import IdentityResult
 from ampgate.dlm import Site
 from ampgate.errors import AmpgateError
 
@@ -36,18 +37,7 @@ class DeviceProgramming:
             self._failed(rt, exc)
             return
         self._succeeded(rt)
-        if not identity.matches:
-            rt.refused = identity.describe()
-            self.events.emit(
-                "device_identity_mismatch",
-                "error",
-                device=rt.name,
-                model=identity.model,
-                checks={
-                    c.field: {"expected": list(c.expected), "found": c.found}
-                    for c in identity.checks
-                },
-            )
+        if not self._accept_identity(rt, identity):
             return
         if isinstance(rt, ChargerRuntime):
             await self._read_slow(rt)
@@ -60,19 +50,25 @@ class DeviceProgramming:
             return
         rt.values.update(slow.readings)
         self._succeeded(rt)
-        if not self._identity_holds(rt):
-            # The slow read carries the identity registers: a unit swapped between two polls
-            # (never seen offline) is re-identified, refused and never written again.
-            await self._identify(rt)
+        # The slow read carries the identity registers: a unit swapped between two polls
+        # (never seen offline) is refused and never written again.
+        self._accept_identity(rt, rt.device.identity_from(slow.readings))
 
-    @staticmethod
-    def _identity_holds(rt: ChargerRuntime) -> bool:
-        """True unless a freshly read identification register differs from the map's value."""
-        for check in rt.device.map.identification:
-            raw = raw_of(rt.values, check.field)
-            if raw is not None and raw not in check.equals:
-                return False
-        return True
+    def _accept_identity(self, rt: ChargerRuntime | MeterRuntime, identity: IdentityResult) -> bool:
+        """Refuse a device whose identity does not match its map (event, never written)."""
+        if identity.matches:
+            return True
+        rt.refused = identity.describe()
+        self.events.emit(
+            "device_identity_mismatch",
+            "error",
+            device=rt.name,
+            model=identity.model,
+            checks={
+                c.field: {"expected": list(c.expected), "found": c.found} for c in identity.checks
+            },
+        )
+        return False
 
     async def _program(self, rt: ChargerRuntime, failsafe: int) -> None:
         """Program and verify reg 19 (watchdog) and reg 20 (failsafe) on one charger."""

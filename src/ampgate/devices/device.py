@@ -147,9 +147,17 @@ class ModbusDevice:
         checks = self.map.identification
         if not checks:
             return IdentityResult(self.name, self.map.id, True, ())
-        readings = await self.read_fields([c.field for c in checks])
+        return self.identity_from(await self.read_fields([c.field for c in checks]))
+
+    def identity_from(self, readings: Mapping[str, Reading]) -> IdentityResult:
+        """Compare already-read identification registers with the map (no I/O).
+
+        A check whose field is not among ``readings`` is not judged: it counts as matching.
+        """
         found = tuple(
-            IdentityCheckResult(c.field, tuple(c.equals), readings[c.field].raw) for c in checks
+            IdentityCheckResult(c.field, tuple(c.equals), readings[c.field].raw)
+            for c in self.map.identification
+            if c.field in readings
         )
         matches = all(r.found in r.expected for r in found)
         return IdentityResult(self.name, self.map.id, matches, found)
