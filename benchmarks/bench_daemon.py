@@ -72,7 +72,7 @@ async def serve(chargers: int, pty: str | None) -> None:
         sim.write = spy  # type: ignore[method-assign]
         sims[unit] = sim
     meter = MeterSimulator(
-        "eastron-sdm630", lambda _t: tuple(load), clock, chargers=[*sims.values()]
+        "eastron-sdm630", lambda _t: tuple(load), clock, chargers=[*sims.values()], noise_a=0.05
     )
     servers = [await serve_tcp({METER_UNIT: meter}, host="127.0.0.1", port=0)]
     ports: dict[str, object] = {"meter": servers[0].port}

@@ -23,6 +23,8 @@ from ampgate.sim.tcp import TcpSimServer
 
 ROTATIONS = {"L1L2L3": (1, 2, 3), "L2L3L1": (2, 3, 1), "L3L1L2": (3, 1, 2)}
 METER_UNIT = 100
+METER_NOISE_A = 0.05
+"""A real meter's currents never repeat exactly (ampgate takes a meter that does for frozen)."""
 
 
 @dataclass
@@ -121,7 +123,11 @@ async def start_site(
         faults[name] = Faults()
         devices[i + 1] = FaultyDevice(sim, faults[name])
     meter = MeterSimulator(
-        "eastron-sdm630", lambda _now: tuple(load), clock, chargers=list(sims.values())
+        "eastron-sdm630",
+        lambda _now: tuple(load),
+        clock,
+        chargers=list(sims.values()),
+        noise_a=METER_NOISE_A,
     )
     faults["grid"] = Faults()
     devices[METER_UNIT] = FaultyDevice(meter, faults["grid"])

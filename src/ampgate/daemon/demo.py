@@ -137,7 +137,11 @@ async def start_demo_site(chargers: int, ptys: tuple[str, str] | None) -> tuple[
             sim.plug_in(CARS[(i - 1) % len(CARS)])
         sims[f"c{i}"] = sim
     meter = MeterSimulator(
-        "eastron-sdm630", building_load(clock()), clock, chargers=list(sims.values())
+        "eastron-sdm630",
+        building_load(clock()),
+        clock,
+        chargers=list(sims.values()),
+        noise_a=0.05,  # a real meter's currents never repeat exactly
     )
     units = {i: sims[f"c{i}"] for i in range(1, chargers + 1)}
     site = DemoSite(sims, meter, next_event=clock() + 8.0)

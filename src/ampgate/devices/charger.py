@@ -25,7 +25,13 @@ FAST_FIELDS: tuple[str, ...] = (
     "current_limit_cause",
     "amps_to_use",
     "active_power",
+    "evse_id",
+    "phase_connected",
+    "phase_to_use",
 )
+"""Read every cycle, in one request (regs 0–38): with the identity (reg 9) and the phases
+connected and commanded (regs 13, 14) a charger is identified by its first poll, and a
+commanded phase switch is confirmed (or not) from what it reports."""
 FAST_GAP = 16
 """Unused registers a fast read may span: 16 makes it one request for the EVC2 (regs 0-38)
 instead of two (0-15, 27-38); on RS485 a request's overhead (both frames' headers, the
@@ -85,6 +91,28 @@ class ChargerSlow:
     session_energy_kwh: float | None
     lifetime_energy_kwh: float | None
     readings: Mapping[str, Reading]
+
+
+PHASE_SETS: dict[int, tuple[int, ...]] = {
+    0: (0,),
+    1: (1,),
+    2: (2,),
+    3: (0, 1),
+    4: (0, 2),
+    5: (1, 2),
+    6: (0, 1, 2),
+    7: (),
+}
+"""EVC2 enum ``phases`` (regs 13 and 14): code → the charger's own terminals (0 = its L1)."""
+PHASE_TO_USE = {1: 0, 3: 6}
+"""Reg 14 value for a phase mode: 1 phase = its L1 only (0), 3 phases (6)."""
+
+
+def phases_of_code(code: int | None) -> frozenset[int] | None:
+    """The charger terminals an EVC2 phase code names (None for an unknown code)."""
+    if code is None or int(code) not in PHASE_SETS:
+        return None
+    return frozenset(PHASE_SETS[int(code)])
 
 
 def _set(value: object) -> frozenset[str]:

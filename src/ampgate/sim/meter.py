@@ -7,10 +7,18 @@ negative current is export, e.g. PV). Chargers (anything with ``site_currents(no
 
 Fields are served only where the map has them; a single-phase map's L2/L3 fields, if present,
 serve their "no value" sentinel (ABB), or 0 if the map gives none.
+
+Real meters are imperfect, and so can this one be: ``noise_a`` adds a measurement jitter to the
+served currents (a real meter under load never repeats the same value), ``update_interval``
+refreshes the registers only that often, ``lag`` serves what flowed that many seconds earlier
+(averaging), and :meth:`MeterSimulator.freeze` keeps answering with the values of that moment
+(a meter whose measurement hangs while its Modbus side still answers).
 """
 
 from __future__ import annotations
 
+import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -53,9 +61,22 @@ class MeterSimulator:
         frequency: float = 50.0,
         energy_import_kwh: float = 1000.0,
         energy_export_kwh: float = 0.0,
+        noise_a: float = 0.0,
+        update_interval: float = 0.0,
+        lag: float = 0.0,
+        seed: int = 1,
         rmap: RegisterMap | None = None,
     ) -> None:
-        """Start measuring at ``clock()`` with the given energy counter readings."""
+        """Start measuring at ``clock()`` with the given energy counter readings.
+
+        ``noise_a``: each served current is off by up to ± this many amps (uniform, from a
+        generator seeded with ``seed``). ``update_interval``: seconds between register
+        refreshes (0: every read). ``lag``: the served values are those of ``lag`` s before.
+        """
+        if noise_a < 0 or update_interval < 0 or lag < 0:
+            raise ValueError(
+                f"noise_a {noise_a}, update_interval {update_interval} and lag {lag} must be >= 0"
+            )
         self.map = rmap if rmap is not None else load_map(model_id)
         if self.map.model.kind != "meter":
             raise ValueError(f"model {self.map.id!r} is a {self.map.model.kind}, not a meter")
@@ -66,12 +87,20 @@ class MeterSimulator:
         self.voltages = voltages
         self.frequency = frequency
         self.phases = self.map.model.phases
+        self.noise_a = noise_a
+        self.update_interval = update_interval
+        self.lag = lag
+        self.frozen = False
+        self._random = random.Random(seed)
         self._import_wh = energy_import_kwh * 1000.0
         self._export_wh = energy_export_kwh * 1000.0
         self._now = clock()
         self._currents: PhaseCurrents = (0.0, 0.0, 0.0)
+        self._served: PhaseCurrents = (0.0, 0.0, 0.0)
+        self._history: deque[tuple[float, PhaseCurrents]] = deque()
+        self._published_at = -float("inf")
         self._sample(self._now)
-        self._publish()
+        self._refresh(self._now)
 
     def attach(self, charger: CurrentSource) -> None:
         """Wire a charger behind this meter: its draw is measured from now on."""
@@ -92,13 +121,26 @@ class MeterSimulator:
 
     @property
     def currents(self) -> PhaseCurrents:
-        """Signed current per site phase at the last step (import positive)."""
+        """Signed current per site phase really flowing at the last step (import positive)."""
         return self._currents
 
     @property
+    def served_currents(self) -> PhaseCurrents:
+        """Signed current per site phase the registers show (lagged, noisy or frozen)."""
+        return self._served
+
+    @property
     def powers(self) -> PhaseCurrents:
-        """Signed active power per site phase at the last step, W."""
+        """Signed active power per site phase really flowing at the last step, W."""
         return tuple(v * i for v, i in zip(self.voltages, self._currents, strict=True))  # type: ignore[return-value]
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Keep serving the present register values (``False``: measure again)."""
+        self.advance()
+        self.frozen = frozen
+        if not frozen:
+            self._published_at = -float("inf")
+            self._refresh(self._now)
 
     @property
     def energy_import_kwh(self) -> float:
@@ -126,6 +168,25 @@ class MeterSimulator:
                 self._export_wh += -total * dt / 3600.0
             self._now = now
         self._sample(self._now)
+        self._refresh(self._now)
+
+    def _refresh(self, now: float) -> None:
+        """Publish the values the meter shows at ``now`` (unless frozen or not yet due)."""
+        history = self._history
+        history.append((now, self._currents))
+        while len(history) > 1 and history[1][0] <= now - self.lag + 1e-9:
+            history.popleft()  # keep the newest sample at least `lag` old first
+        if self.frozen or now - self._published_at < self.update_interval - 1e-9:
+            return
+        self._published_at = now
+        shown = history[0][1] if history[0][0] <= now - self.lag + 1e-9 else self._currents
+        if self.noise_a > 0:
+            jitter = self._random.uniform
+            n = self.noise_a
+            shown = (shown[0] + jitter(-n, n), shown[1] + jitter(-n, n), shown[2] + jitter(-n, n))
+        if self.phases == 1:
+            shown = (shown[0], 0.0, 0.0)
+        self._served = shown
         self._publish()
 
     def _sample(self, now: float) -> None:
@@ -140,12 +201,13 @@ class MeterSimulator:
 
     def _publish(self) -> None:
         image = self.image
-        powers = self.powers
+        shown = self._served
+        powers = tuple(v * i for v, i in zip(self.voltages, shown, strict=True))
         for i in range(3):
             absent = i >= self.phases
             for name, value in (
                 (f"voltage_l{i + 1}", self.voltages[i]),
-                (f"current_l{i + 1}", abs(self._currents[i])),
+                (f"current_l{i + 1}", abs(shown[i])),
                 (f"power_l{i + 1}", powers[i]),
             ):
                 self._serve(name, None if absent else value)

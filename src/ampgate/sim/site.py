@@ -22,6 +22,9 @@ from ampgate.sim.tcp import TcpSimServer, serve_tcp
 
 METER_UNIT_ID = 100
 MAX_CHARGERS = 99
+METER_NOISE_A = 0.05
+"""Jitter of the simulated meter's currents: a real meter's readings never repeat exactly, and
+ampgate takes a meter whose readings do for frozen."""
 _ROTATIONS = ((1, 2, 3), (2, 3, 1), (3, 1, 2))
 
 
@@ -106,7 +109,9 @@ async def start_simulation(
     meter = None
     if meter_model is not None:
         profile = load_profile if load_profile is not None else building_load()
-        meter = MeterSimulator(meter_model, profile, clock, chargers=list(by_unit.values()))
+        meter = MeterSimulator(
+            meter_model, profile, clock, chargers=list(by_unit.values()), noise_a=METER_NOISE_A
+        )
     devices: dict[int, SimulatedDevice] = dict(by_unit)
     if meter is not None:
         devices[METER_UNIT_ID] = meter
