@@ -177,12 +177,12 @@ class DlmConfig(_Section):
     """A meter reading older than this is stale (the last good non-EV load is held)."""
     meter_hold_seconds: float = Field(default=10.0, ge=0, le=600)
     """After the last good reading, hold the last non-EV load this long, then use the fallback."""
-    meter_lag_seconds: float = Field(default=0.0, ge=0, le=10)
+    meter_lag_seconds: float = Field(default=1.0, ge=0, le=10)
     """How late a meter's reading may be against the moment it is read (its averaging or
-    register refresh), s. With a meter ``including`` the chargers the engine subtracts the
-    least each charger drew anywhere in that range, so a lag never hides load; a larger value
-    costs some capacity for this long after each increase. 0: the reading is taken as of its
-    response (assumption; the reference gives no meter refresh times)."""
+    register refresh), s. With a meter ``including`` the chargers the engine takes each
+    charger's draw over that range, so neither a car's change nor a lagging meter is taken for
+    building load or for free capacity. 1 s covers meters that refresh their registers once a
+    second (assumption; the reference gives no meter refresh times)."""
     device_stale_seconds: float = Field(default=10.0, gt=0, le=600)
     """A charger that has not answered for this long is offline."""
     watchdog_seconds: int = Field(default=30, ge=1, le=600)
@@ -618,7 +618,14 @@ def check_config_text(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [f"{source}: not valid TOML: {exc}"]
-    checker = _Checker(raw, catalogue if catalogue is not None else _model_catalogue())
+    return check_config_data(raw, source, catalogue)
+
+
+def check_config_data(
+    raw: Mapping[str, Any], source: str = "<data>", catalogue: Mapping[str, str] | None = None
+) -> tuple[SiteConfig | None, list[str]]:
+    """Validate a site file already parsed into tables (as :func:`check_config_text` does)."""
+    checker = _Checker(dict(raw), catalogue if catalogue is not None else _model_catalogue())
     checker.run()
     if checker.problems:
         return None, checker.problems
