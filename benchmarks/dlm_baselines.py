@@ -1,7 +1,7 @@
 """Two simple allocators to compare the engine against in the closed-loop benchmark.
 
-Both see the same measurements and use the engine's own non-EV estimate (meter − chargers /
-meter / held / fallback), so the comparison isolates the allocation policy. Neither ramps,
+Both see the same measurements and use the engine's non-EV estimate without memory (meter −
+the chargers' newest readings / meter / fallback), as a simple gateway would. Neither ramps,
 delays restarts or looks at under-drawing cars; both respect 0 or 6..max and the limits *as
 they see them*.
 """
@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 
 from ampgate.dlm import EngineState, Measurements, Site
-from ampgate.dlm.loads import group_loads
+from ampgate.dlm.engine import building_loads
 from ampgate.dlm.topology import site_index
 
 
 def _room(site: Site, meas: Measurements, now: float) -> dict[tuple[str, int], float]:
-    index = site_index(site)
-    loads, _ = group_loads(site, index, meas.chargers, meas.meters, EngineState(), now)
+    loads = building_loads(site, meas, EngineState(), now)
     return {
         (g.id, p): g.effective_limit(p) - g.headroom[p] - loads[g.id].non_ev[p]
         for g in site.groups

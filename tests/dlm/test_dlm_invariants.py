@@ -35,15 +35,30 @@ def chain(site: Site, cid: str) -> list[str]:
     return out
 
 
-def expected_non_ev(site: Site, meas: Measurements, prev: EngineState, now: float, gid: str):
-    """Non-EV load of a group per the reference: meter − chargers / meter / held / fallback."""
+def expected_non_ev(
+    site: Site, meas: Measurements, prev: EngineState, now: float, gid: str, alloc: Allocation
+):
+    """Non-EV load of a group per the reference: meter − chargers / meter / held / fallback.
+
+    Readings are simultaneous here, so a live, plausible meter gives meter − chargers; a meter
+    the engine doubts (its memory says why: implausible, or reading less than the chargers'
+    own draw) is held, then the fallback.
+    """
     group = next(g for g in site.groups if g.id == gid)
     meter = next((m for m in site.meters if m.group == gid), None)
     if meter is None:
         return list(group.fallback_load)
     r = meas.meters.get(meter.id)
     s = site.settings
-    if r is not None and None not in r.currents and now - r.timestamp <= s.meter_stale_after_s:
+    source = next(a.non_ev_source for a in alloc.accounts if a.group == gid)
+    fresh = r is not None and None not in r.currents and now - r.timestamp <= s.meter_stale_after_s
+    memory = alloc.state.meters.get(meter.id)
+    doubted = memory is not None and (
+        memory.implausible is not None or memory.below_since is not None
+    )
+    if fresh:  # a live meter is used unless it is implausible or reads below the chargers
+        assert doubted == (source != "meter"), (gid, source)
+    if fresh and source == "meter":
         load = list(r.currents)
         if meter.location is MeterLocation.INCLUDING:
             for c in site.chargers:
@@ -52,9 +67,14 @@ def expected_non_ev(site: Site, meas: Measurements, prev: EngineState, now: floa
                     for t in range(3):
                         load[c.rotation.site_phase(t)] -= max(0.0, cr.currents[t])
         return [max(0.0, x) for x in load]
-    held = prev.meters.get(meter.id)
-    if held is not None and now - held.timestamp <= s.meter_hold_s:
-        return list(held.non_ev_load)
+    memory = alloc.state.meters.get(meter.id) or prev.meters.get(meter.id)
+    if source == "held":
+        assert memory is not None
+        since = memory.suspect_since if memory.suspect_since is not None else now
+        good = [e for e in memory.history if e[0] <= since + 1e-9]
+        assert good and now - good[-1][0] <= s.meter_hold_s
+        return list(good[-1][1])
+    assert source == "fallback", source
     return list(group.fallback_load)
 
 
@@ -91,7 +111,7 @@ def check_invariants(site: Site, meas: Measurements, prev: EngineState, now: flo
         if not meas.chargers[c.id].vehicle.wants_current:
             assert amps == 0
     for g in site.groups:  # (1) and (6): every phase of every level
-        non_ev = expected_non_ev(site, meas, prev, now, g.id)
+        non_ev = expected_non_ev(site, meas, prev, now, g.id, alloc)
         under = [c.id for c in site.chargers if g.id in chain(site, c.id)]
         for p in range(3):
             limit = g.effective_limit(p)

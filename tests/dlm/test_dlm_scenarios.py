@@ -44,20 +44,29 @@ def run(site, measure, seconds, start=0.0, state=None):
     return out
 
 
+def live(load, now):
+    """A meter reading of ``load`` with the jitter of a real meter (it never repeats itself)."""
+    wiggle = 0.01 * (round(now) % 7)
+    return tuple(x - wiggle for x in load)
+
+
 def follow(site, meter_load=None, location=MeterLocation.EXCLUDING, vehicles=None):
-    """Measurements where every car instantly draws its setpoint on its wired phases."""
+    """Measurements where every car instantly draws its setpoint on the phases of its mode
+    (its wired phases, or its L1 in 1-phase mode), and the charger reports them (reg 13)."""
 
     def measure(now, alloc):
         chargers = {}
         for c in site.chargers:
-            amps = alloc.setpoints[c.id].amps if alloc else 0
-            cur = [amps if t in c.wired_phases else 0 for t in range(3)]
+            sp = alloc.setpoints[c.id] if alloc else None
+            amps = sp.amps if sp else 0
+            terminals = (0,) if sp is not None and sp.phases == 1 else c.wired_phases
+            cur = [amps if t in terminals else 0 for t in range(3)]
             v = (vehicles or {}).get(c.id, CHARGING)
-            chargers[c.id] = reading(now, cur, v)
+            chargers[c.id] = reading(now, cur, v, phases_reported=frozenset(terminals))
         meters = {}
         if meter_load is not None:
             load = list(meter_load(now) if callable(meter_load) else meter_load)
-            meters["m"] = MeterReading(tuple(load), now)
+            meters["m"] = MeterReading(live(load, now), now)
         return Measurements(meters=meters, chargers=chargers)
 
     return measure

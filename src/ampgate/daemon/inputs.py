@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from ampgate.config import SiteConfig
 from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
+from ampgate.devices.charger import phases_of_code
 from ampgate.dlm import ChargerReading, Measurements, MeterReading, vehicle_state_from
 
 
@@ -46,6 +47,7 @@ def charger_reading(rt: ChargerRuntime, config: SiteConfig, now: float) -> Charg
         last_setpoint=rt.setpoint,
         max_current=min(known) if known else None,
         phase_change_possible=None if change is None else bool(change),
+        phases_reported=phases_of_code(raw_of(v, "phase_connected")),
     )
 
 

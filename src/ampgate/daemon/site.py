@@ -33,8 +33,6 @@ def engine_settings(config: SiteConfig) -> EngineSettings:
         meter_stale_after_s=dlm.meter_stale_seconds,
         meter_hold_s=dlm.meter_hold_seconds,
         meter_lag_allowance_s=dlm.meter_lag_seconds,
-        # charger polls run alongside the meter reads: each reading carries its own time
-        align_reading_times=True,
     )
 
 

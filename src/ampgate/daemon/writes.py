@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 from ampgate.config import SiteConfig
 from ampgate.daemon.events import EventLog
 from ampgate.daemon.runtime import ChargerRuntime, raw_of
+from ampgate.devices.charger import PHASE_TO_USE
 from ampgate.dlm import Allocation, Setpoint
 from ampgate.errors import AmpgateError
 
 WATCHDOG_REFRESH_FRACTION = 3
 """Re-write amps_to_use when the last write is older than watchdog / this."""
-PHASE_TO_USE = {1: 0, 3: 6}
-"""Reg 14 value for the engine's phase mode: 0 = L1 only, 6 = three phases."""
 
 
 class SetpointWrites:
@@ -90,8 +89,17 @@ class SetpointWrites:
             and wanted_failsafe != rt.failsafe
         ):
             await self._program(rt, int(wanted_failsafe))
-        if setpoint.phases is not None:
+        # A switch to more phases after the setpoint is lowered, to fewer before it is raised:
+        # the car never sees the old current on the new phases.
+        switch_after = setpoint.phases == 3 and rt.setpoint is not None
+        if setpoint.phases is not None and not switch_after:
             await self._apply_phases(rt, setpoint.phases)
+        await self._apply_setpoint(rt, setpoint, now)
+        if setpoint.phases is not None and switch_after and rt.online:
+            await self._apply_phases(rt, setpoint.phases)
+
+    async def _apply_setpoint(self, rt: ChargerRuntime, setpoint: Setpoint, now: float) -> None:
+        """Write reg 15 when it differs from the charger's or the watchdog refresh is due."""
         refresh = self.config.dlm.watchdog_seconds / WATCHDOG_REFRESH_FRACTION
         changed = rt.setpoint != setpoint.amps
         due = rt.last_write is None or now - rt.last_write >= refresh
@@ -123,6 +131,9 @@ class SetpointWrites:
         if current == wanted:
             return
         try:
-            await rt.device.write_field("phase_to_use", wanted, priority=True)
+            outcome = await rt.device.write_field("phase_to_use", wanted, priority=True)
         except AmpgateError as exc:
             self.log.warning("phase_write_failed", device=rt.name, problem=str(exc))
+            return
+        if outcome.read_back is not None:  # not written again until the charger changes it
+            rt.values["phase_to_use"] = outcome.read_back

@@ -2,11 +2,15 @@
 
 One cycle, in order:
 
-1. observe every charger (session, phase use, under-draw, fairness time) — :mod:`.observe`;
-2. non-EV load per group from its meter, held reading or fallback — :mod:`.loads`;
-3. offline chargers are assumed to draw max(last setpoint, failsafe) on all wired phases;
-   a group phase whose non-EV load + headroom + offline draws already exceed the limit stops
-   every controllable charger on it (reason ``over_limit_without_ev``);
+1. observe every charger (session, the phases it is measured using, a phase switch confirmed
+   or not, over-draw, under-draw, fairness time) — :mod:`.observe`;
+2. non-EV load per group from its meter minus what the chargers measured at the meter's
+   instant, a held reading or the fallback; the meter's plausibility — :mod:`.loads`,
+   :mod:`.plausibility`;
+3. offline chargers are assumed to draw max(last setpoint, failsafe) on all wired phases,
+   over-drawing cars their measured excess; a group phase whose non-EV load + headroom +
+   those draws already exceed the limit stops every controllable charger on it (reason
+   ``over_limit_without_ev``);
 4. admission: chargers that want current, best rank first (priority, then least charging time,
    a running car keeping ``fairness_rotation_s`` of credit), get their minimum if it fits on all
    their phases in all their groups (+ restart margin, after the restart delay, for a charger
@@ -15,8 +19,11 @@ One cycle, in order:
 5. max-min fair water-filling of what is left, each charger between its minimum and the least of
    its maximum, its under-draw cap and its ramp limit — :mod:`.fill`;
 6. hysteresis on increases; increases only use current that is free even if this cycle's
-   decreases have not taken effect yet (each charger counted at max(new, previous, measured));
-7. phase-imbalance caps (decrease only) — :mod:`.share`.
+   decreases have not taken effect yet (each charger counted at max(new, previous, measured)),
+   and none while a group's meter is held;
+7. phase-imbalance caps (decrease only) — :mod:`.share`;
+8. the meter is the final word: a phase the meter shows over its limit is lowered by at least
+   the excess, counted from the measured draws — :mod:`.guard`.
 
 Decreases always take effect in the cycle they are computed.
 
@@ -31,12 +38,16 @@ import math
 
 from ampgate.dlm.failsafe import plan_failsafe
 from ampgate.dlm.fill import fill_levels
-from ampgate.dlm.loads import CAR_REACTION_S, GroupLoad, group_loads
+from ampgate.dlm.guard import guard_measured
+from ampgate.dlm.loads import GroupLoad, group_loads
 from ampgate.dlm.model import (
+    CAR_REACTION_S,
     Allocation,
     EngineState,
     Measurements,
+    Notice,
     PhaseAccount,
+    PhaseTriple,
     Setpoint,
     Site,
     VehicleState,
@@ -105,15 +116,18 @@ class _Cycle:
             )
             for c in site.chargers
         ]
-        measured = {v.id: v.measured for v in self.views if v.online}
-        self.loads, self.meter_memory = group_loads(
-            site, index, readings, measurements.meters, state, now, measured
+        self.loads, self.meter_memory, notices = group_loads(
+            site, index, {v.id: v for v in self.views}, measurements.meters, state, now
         )
+        self.notices: list[Notice] = [n for v in self.views for n in v.notices]
+        self.notices.extend(notices)
         self.amps: dict[str, int] = {}
         self.results: dict[str, tuple[str, str]] = {}
         self.capacity = list(index.base_capacity)
         self.fixed = [0.0] * len(self.capacity)
         self.switched: set[str] = set()
+        self.switching: set[str] = set()
+        """Chargers at 0 A this cycle only because their phase switch is not confirmed."""
 
     def reserve_fixed(self) -> None:
         """Offline chargers draw max(last setpoint, failsafe); idle ones get 0."""
@@ -136,6 +150,14 @@ class _Cycle:
             elif not v.wants:
                 self.amps[cid] = 0
                 self.results[cid] = _IDLE_REASONS[v.vehicle]
+            elif v.reserve > 0 and v.previous > 0:
+                # a car over-drawing its pilot: budget what it draws above its setpoint
+                phase_res, power_res = index.uses(cid, v.site_phases)
+                for r in phase_res:
+                    cap[r] -= v.reserve
+                    fixed[r] += v.reserve
+                for r in power_res:
+                    cap[r] -= v.reserve * len(v.site_phases)
         for g in self.site.groups:
             non_ev = self.loads[g.id].non_ev
             base = 3 * index.group_position[g.id]
@@ -200,15 +222,21 @@ class _Cycle:
                     "max_below_min",
                 )
                 continue
-            paused_at = v.paused_at
-            restarting = v.previous == 0 and paused_at is not None
-            if restarting and self.now - paused_at < s.restart_delay_s:  # type: ignore[operator]
-                left = math.ceil(s.restart_delay_s - (self.now - paused_at))  # type: ignore[operator]
+            if v.pause_overdraw:
+                self.amps[cid] = 0
+                self.results[cid] = (
+                    "paused: the car draws more than its setpoint allows", "paused_overdraw"
+                )  # fmt: skip
+                continue
+            restarting = v.previous == 0 and v.paused_at is not None
+            stopped = v.stopped_at
+            if restarting and stopped is not None and self.now - stopped < s.restart_delay_s:
+                left = math.ceil(s.restart_delay_s - (self.now - stopped))
                 self.amps[cid] = 0
                 self.results[cid] = (f"paused: restart delay ({left} s left)", "restart_delay")
                 continue
             need = v.lo + (s.restart_margin_a if restarting else 0.0)
-            if v.switchable:
+            if v.switchable and v.phase_pending_since is None:
                 self.choose_mode(v, need, remaining)
                 phase_res = index.uses(cid, v.site_phases)[0]
             power_res = index.uses(cid, v.site_phases)[1]
@@ -228,7 +256,12 @@ class _Cycle:
                 newcomer_admitted = newcomer_admitted or v.previous == 0
                 continue
             self.amps[cid] = 0
-            if v.previous > 0 and newcomer_admitted:
+            if v.phase_pending_since is not None or cid in self.switched:
+                self.switching.add(cid)
+                self.results[cid] = (
+                    f"waiting for the charger to switch to {v.mode} phase(s)", "phase_switching"
+                )  # fmt: skip
+            elif v.previous > 0 and newcomer_admitted:
                 self.results[cid] = ("paused for fairness", "paused_fairness")
             else:
                 text, _ = describe(index, blocked, self.loads)
@@ -243,20 +276,23 @@ class _Cycle:
         ):
             return
         cid, wired, index = v.id, v.spec.wired_phases, self.index
+        v.phases_before = (v.mode, v.terminals, v.site_phases)
         if v.mode == 1:
             three = index.site_phases(cid, terminals_for(3, wired, v.phases_in_use))
             if self.shortfall(cid, three, v.lo + s.restart_margin_a, remaining) is None:
-                v.mode, v.terminals = 3, wired
-                v.site_phases = index.site_phases(cid, wired)
+                v.mode = 3
                 self.switched.add(cid)
         elif (
             len(v.site_phases) > 1
             and self.shortfall(cid, v.site_phases, need, remaining) is not None
             and self.shortfall(cid, index.site_phases(cid, (0,)), need, remaining) is None
         ):
-            v.mode, v.terminals = 1, (0,)
-            v.site_phases = index.site_phases(cid, (0,))
+            v.mode = 1
             self.switched.add(cid)
+        if cid in self.switched:
+            # a request until the charger confirms it: accounted on the old and new phases
+            v.terminals = wired
+            v.site_phases = index.site_phases(cid, wired)
 
     # ------------------------------------------------------------------ sharing
 
@@ -302,8 +338,10 @@ class _Cycle:
                 headroom, non_ev = g.headroom[p], load.non_ev[p]
                 available = limit - headroom - non_ev
                 account = PhaseAccount(
-                    g.id, p, limit, non_ev, load.source, headroom, allocated[3 * i + p], available
-                )
+                    g.id, p, limit, non_ev, load.source, headroom, allocated[3 * i + p],
+                    available, None if load.measured is None else load.measured[p],
+                    load.uncertainty[p],
+                )  # fmt: skip
                 out.append(account)
         return tuple(out)
 
@@ -312,33 +350,59 @@ class _Cycle:
         amps = self.amps[v.id]
         if not v.online:
             return v.memory(amps)
-        now = self.now
+        now, s = self.now, self.settings
         if amps > 0:
-            v.paused_at = None
-        elif v.previous > 0 and v.wants:
-            v.paused_at = now
+            v.paused_at = v.stopped_at = None
+        elif v.previous > 0 and v.wants and v.id not in self.switching:
+            v.paused_at, v.stopped_at = now, None
         if amps != v.previous:
             v.changed_at = now
         v.phases = v.mode
-        if v.id in self.switched:
-            v.phase_switched_at, v.phases_in_use = now, None
-        s = self.settings
-        if s.align_reading_times:
-            window = s.meter_lag_allowance_s + s.meter_stale_after_s
-            t = v.measured_at if 0.0 < v.measured_at <= now else now
-            # a reading used again (the charger was not polled since) replaces its own sample
-            kept = tuple(e for e in v.recent_draw if now - e[0] < window and e[0] < t)
-            v.recent_draw = (*kept, (t, v.measured))
-            horizon = window + CAR_REACTION_S
-            decided = tuple(e for e in v.recent_setpoints if now - e[0] < horizon)
-            v.recent_setpoints = (*decided, (now, amps)) if amps != v.previous else decided
-        elif s.meter_lag_allowance_s > 0:
-            window = s.meter_lag_allowance_s + s.meter_stale_after_s
-            kept = tuple(e for e in v.recent_draw if now - e[0] < window)
-            v.recent_draw = (*kept, (now, v.measured))
-        else:
-            v.recent_draw = ()
+        switched = v.id in self.switched
+        if switched:
+            v.phase_switched_at, v.phases_in_use, v.phase_pending_since = now, None, now
+        horizon = s.meter_lag_allowance_s + s.meter_stale_after_s + CAR_REACTION_S
+        v.recent_draw = _window(v.recent_draw, v.measured_at, v.measured, now - horizon)
+        targets = _since(v.recent_targets, now - horizon)
+        if amps != v.previous or switched:
+            terminals = (0,) if v.mode == 1 else v.terminals
+            phases = self.index.site_phases(v.id, terminals)
+            target: PhaseTriple = tuple(float(amps) if p in phases else 0.0 for p in range(3))  # type: ignore[assignment]
+            targets = (*targets, (now, target))
+        v.recent_targets = targets
         return v.memory(amps)
+
+
+Timeline = tuple[tuple[float, PhaseTriple], ...]
+
+
+def _since(entries: Timeline, since: float) -> Timeline:
+    """Entries after ``since`` and the last one before it (what was in effect at ``since``)."""
+    start = 0
+    for i, (t, _) in enumerate(entries):
+        if t <= since:
+            start = i
+        else:
+            break
+    return entries[start:] if start else entries
+
+
+def _window(samples: Timeline, at: float, draw: PhaseTriple, since: float) -> Timeline:
+    """Samples after ``since`` (and the one before, to bracket it) with ``(at, draw)`` added.
+
+    A reading used again (the charger was not polled since) is not added twice.
+    """
+    samples = _since(samples, since)
+    if samples and samples[-1][0] >= at:
+        return samples
+    return (*samples, (at, draw))
+
+
+def building_loads(
+    site: Site, measurements: Measurements, state: EngineState, now: float
+) -> dict[str, GroupLoad]:
+    """The non-EV load of every group as the engine estimates it for these measurements."""
+    return _Cycle(site, measurements, state, now).loads
 
 
 def allocate(site: Site, measurements: Measurements, state: EngineState, now: float) -> Allocation:
@@ -354,6 +418,18 @@ def allocate(site: Site, measurements: Measurements, state: EngineState, now: fl
     admitted = cycle.admit()
     cycle.share(admitted)
     cap_imbalance(cycle, admitted)
+    overloads, guard_notices = guard_measured(
+        site.groups,
+        cycle.index,
+        cycle.loads,
+        cycle.views,
+        cycle.amps,
+        cycle.results,
+        {c.id: c.priority for c in site.chargers},
+        state.overloaded,
+        site.settings.estimate_tolerance_a,
+    )
+    cycle.notices.extend(guard_notices)
     amps, results = cycle.amps, cycle.results
     setpoints = {}
     memories = {}
@@ -373,10 +449,13 @@ def allocate(site: Site, measurements: Measurements, state: EngineState, now: fl
         meters=cycle.meter_memory,
         failsafe_offset=offset,
         failsafe_rotated_at=rotated_at,
+        overloaded=frozenset((o.group, o.phase) for o in overloads),
     )
     return Allocation(
         setpoints=setpoints,
         state=next_state,
         accounts=cycle.accounts(),
         failsafe=plan_failsafe(site, next_state),
+        overloads=tuple(overloads),
+        notices=tuple(cycle.notices),
     )

@@ -1,21 +1,45 @@
 """What is drawing on each phase besides the chargers ampgate controls (the non-EV load).
 
-Rules (Bender "External Meter Location", "External Load Fallback"):
+Rules (Bender "External Meter Location", "External Load Fallback", reference dlm.md 8–12):
 
-- meter *including* the chargers: non-EV = meter − measured currents of the online chargers
-  under the metered group (through their rotations); with ``meter_lag_allowance_s`` > 0 each
-  charger's draw *as it was when the meter measured* (reading time − lag, from the draws the
-  engine recorded, see :func:`draw_at`) is subtracted, so a lagging meter neither turns a
-  car's ramp-up into phantom capacity nor a car's ramp-down into phantom load (the phantom
-  load made the first version oscillate); with ``align_reading_times`` (a gateway whose charger
-  readings are older or newer than the meter reading) each charger's draw at the meter's time
-  is bounded from samples at their own times and the setpoints decided since
-  (:func:`aligned_draw`), so a stale, higher charger reading never offsets a meter that already
-  sees a lowering;
+- meter *including* the chargers: non-EV = meter − what the chargers *measured* at the
+  meter's instant, per site phase through each charger's rotation — never minus a setpoint a
+  car has not been measured following;
 - meter *excluding* the chargers: non-EV = meter;
-- reading stale or any phase missing: hold the last good non-EV load for ``meter_hold_s`` after
-  that reading, then use the group's fallback load — never zero;
+- reading stale, a phase missing, the meter implausible (:mod:`.plausibility`), or reading
+  less than the chargers' own draw: hold the last estimate for ``meter_hold_s`` after that
+  reading, then use the group's fallback load — never zero;
 - group without a meter: its fallback load (the static non-EV load of that fuse).
+
+**At the meter's instant.** Readings are taken at different times: a charger's reading may be
+older or newer than the meter's, and the meter itself may lag by up to
+``meter_lag_allowance_s``. For each charger, :func:`draw_bounds` gives the least and the most it
+can have drawn while the meter measured (``[t − lag, t]``): the range of its readings around
+that window (a car's draw moves once, from one reading's value to the next, between two
+readings), widened down to any lower target it was told within :data:`CAR_REACTION_S` (+
+:data:`WRITE_S` for the write to reach it) before the window and has not been seen reaching
+(it may have followed a lowering already). The building load then lies in
+``[meter − Σ most, meter − Σ least]`` per phase.
+
+**The estimate.** When that range is at most ``estimate_tolerance_a`` wide, the estimate is its
+top (conservative within the measurement's uncertainty). While cars change their draw the
+range widens by their change; the estimate is then the previous one, kept *inside* the range
+(raised to its bottom if the building rose by more than the cars' change, lowered to its top
+if it fell). Before anything was measured (a gateway starting while cars follow the setpoints
+it just wrote): the meter minus the chargers' newest readings, inside the range. A car told to
+draw *more* is taken at what it was measured drawing until a reading shows it drawing more:
+had it risen sooner, the estimate is high by that until its next reading — the safe side.
+
+So a car still drawing its old current is never taken for building load (which paused every
+car for a minute), and a car that followed quickly never hides building load behind an older
+reading (which over-allocated). **Error bound**: for cars that move towards their targets
+within :data:`CAR_REACTION_S`, the true building load is at most the estimate plus its
+uncertainty (the range's width: the changes the chargers were told to make and have not been
+measured completing) plus the meter's and the chargers' measurement error; the bench and a
+property test against the simulators check it (``tests/dlm/test_dlm_estimate.py``). Unsure: a
+car that changes its draw by itself (battery full, unplugged) between its reading and the
+meter's is not known until its next reading; the error is then that change, for at most one
+polling round.
 
 Non-EV load is clamped at 0 per phase: a negative value (export, or a charger measured a moment
 after the meter) must not create capacity that is not there.
@@ -23,257 +47,228 @@ after the meter) must not create capacity that is not there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ampgate.dlm.model import (
-    ChargerMemory,
-    ChargerReading,
+    CAR_REACTION_S,
+    WRITE_S,
     EngineState,
     MeterLocation,
     MeterMemory,
+    MeterReading,
+    Notice,
     PhaseTriple,
     Site,
 )
+from ampgate.dlm.plausibility import check_meter
 from ampgate.dlm.topology import SiteIndex
+
+_ZERO: PhaseTriple = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class GroupLoad:
-    """Non-EV load of one group per site phase and where it came from."""
+    """Non-EV load of one group per site phase, where it came from, and what was measured."""
 
     non_ev: PhaseTriple
     source: str  # "meter" | "held" | "fallback" | "static"
+    measured: PhaseTriple | None = None
+    """Current through the fuse per the live meter, chargers included (None: no live meter)."""
+    uncertainty: PhaseTriple = _ZERO
+    """Width of the range of building loads consistent with the readings, per phase."""
+    most: Mapping[str, PhaseTriple] | None = None
+    """The most each charger under the group may have drawn while the meter measured."""
 
 
-def measured_site_currents(
-    site_index: SiteIndex, charger_id: str, reading: ChargerReading
-) -> PhaseTriple:
-    """Map a charger's measured terminal currents onto site phases (negative read as 0)."""
-    spec = site_index.chargers[charger_id]
-    out = [0.0, 0.0, 0.0]
-    for terminal, amps in enumerate(reading.currents):
-        out[spec.rotation.site_phase(terminal)] += max(0.0, float(amps))
-    return (out[0], out[1], out[2])
+class ChargerDraw(Protocol):
+    """What the estimate needs to know about one charger (the engine's view of it)."""
+
+    id: str
+    online: bool
+    measured: PhaseTriple
+    measured_at: float
+    recent_draw: tuple[tuple[float, PhaseTriple], ...]
+    recent_targets: tuple[tuple[float, PhaseTriple], ...]
 
 
-CAR_REACTION_S = 5.0
-"""Longest time a car takes to follow a changed pilot limit (IEC 61851-1: 5 s)."""
-
-
-def draw_at(
-    history: tuple[tuple[float, PhaseTriple], ...],
-    now: float,
-    current: PhaseTriple,
-    at: float,
-) -> PhaseTriple:
-    """A charger's draw per site phase at time ``at``, from its recorded draws.
-
-    ``history`` holds (time, draw) samples of earlier cycles, oldest first; ``current`` is this
-    cycle's draw at ``now``. The draw at ``at`` is taken from the samples on either side of it:
-    when they agree (steady draw, or a sample exactly at ``at``) that is the answer; when the
-    draw changed between them, the smaller of the two per phase, so the non-EV load derived
-    from it can only be over-estimated, never hide load — except when the earlier sample is at
-    least :data:`CAR_REACTION_S` before ``at`` (cycle longer than the lag): the car had then
-    settled on the setpoint written at the earlier sample, and the later sample is its draw.
-    With no sample at or before ``at`` (the history is too short) the smallest draw seen is
-    used, for the same reason.
-
-    Unsure: the meter's lag is a setting (``meter_lag_allowance_s``), not measured; if the real
-    lag differs, a car changing its draw shows up in the non-EV estimate as a transient of at
-    most that change, for at most the difference in lag.
-    """
-    before: PhaseTriple | None = None
-    before_t = 0.0
-    after = current
-    for t, sample in history:
-        if t <= at + 1e-9:
-            before, before_t = sample, t
-            if t >= at - 1e-9:
-                return sample  # a sample exactly at `at`
-        else:
-            after = sample
-            break
-    if before is None:
-        smallest = current
-        for _, sample in history:
-            smallest = _min3(smallest, sample)
-        return smallest
-    if at - before_t >= CAR_REACTION_S:
-        # the car had followed the setpoint written at the earlier sample by `at`; the draw
-        # did not change again before the later sample unless the car changed it by itself
-        return after
-    return _min3(before, after)
-
-
-def aligned_draw(
-    history: tuple[tuple[float, PhaseTriple], ...],
-    measured_at: float,
-    current: PhaseTriple,
-    at: float,
-    decided: tuple[tuple[float, int], ...],
-) -> PhaseTriple:
-    """The least a charger can have drawn at ``at``, from samples taken at their own times.
-
-    For callers whose charger readings are timestamped when the charger measured
-    (``EngineSettings.align_reading_times``): ``history`` holds earlier (time, draw) samples,
-    oldest first, ``current`` is the latest reading taken at ``measured_at``, ``decided`` the
-    (time, amps) setpoint changes the engine made recently, ``at`` the meter reading's time
-    minus the lag allowance. A car draws at most its setpoint once it followed it, and follows a
-    changed setpoint within :data:`CAR_REACTION_S`, so per phase:
-
-    - ``before`` = the latest sample at or before ``at``; the targets in effect between it and
-      ``at`` are any setpoint decided up to ``CAR_REACTION_S`` before that sample (the car may
-      still have been following it) and every setpoint decided after it up to ``at``;
-      the draw is at least min(``before``, those targets) — a lowering written after the
-      latest charger reading counts as followed, so a meter that already sees the lower draw
-      is never offset by the older, higher charger reading (that under-estimated the building
-      load and over-allocated);
-    - with a sample ``after`` ``at``: at least min(that, ``after``); but when targets changed
-      and none was decided between ``at`` and ``after``, the car moved monotonically towards
-      the last one, so where ``after`` is not below that target the car drew at least
-      min(``before``, ``after``) at ``at`` (no phantom load from a lowering it had not yet
-      followed);
-    - no sample at or before ``at``: the smallest sample and target seen.
-
-    The non-EV load derived from the result can only be over-estimated. Unsure: a car that
-    lowers its own draw (battery full) between a charger reading and the meter reading is not
-    known until the next charger reading; that transient is at most the car's own change.
-    """
-    samples = history
-    if not samples or samples[-1][0] < measured_at:
-        samples = (*samples, (measured_at, current))
-    b = -1
-    for i, (t, _) in enumerate(samples):
-        if t <= at + 1e-9:
-            b = i
-        else:
-            break
-    if b < 0:
-        least = samples[0][1]
-        for _, sample in samples:
-            least = _min3(least, sample)
-        cap = min((amps for t, amps in decided if t <= at), default=None)
-        return least if cap is None else _cap3(least, cap)
-    before_t, before = samples[b]
-    # the target in effect at `before` (if the car may still have been following it), then
-    # every target decided after it up to `at`; older targets were superseded before `before`
-    targets = [a for t, a in decided if before_t < t <= at]
-    in_effect = [(t, a) for t, a in decided if t <= before_t]
-    if in_effect and in_effect[-1][0] > before_t - CAR_REACTION_S:
-        targets.insert(0, in_effect[-1][1])
-    least = before if not targets else _cap3(before, min(targets))
-    if b + 1 < len(samples):
-        after_t, after = samples[b + 1]
-        if targets and not any(at < t <= after_t for t, _ in decided):
-            target = targets[-1]  # the last decided up to `at`
-            floor = _min3(before, after)
-            least = tuple(  # type: ignore[assignment]
-                max(least[p], floor[p]) if after[p] >= target - 1e-9 else min(least[p], after[p])
-                for p in range(3)
-            )
-        else:
-            least = _min3(least, after)
-    return least
-
-
-def _draw_over_lag(
-    memory: ChargerMemory,
-    measured_at: float,
-    current: PhaseTriple,
+def draw_bounds(
+    samples: Sequence[tuple[float, PhaseTriple]],
+    targets: Sequence[tuple[float, PhaseTriple]],
     meter_at: float,
     lag: float,
-) -> PhaseTriple:
-    """The least a charger drew while a meter read at ``meter_at`` with a lag of 0..``lag``.
+    skew: float,
+    noise: float,
+) -> tuple[PhaseTriple, PhaseTriple]:
+    """Least and most a charger drew per site phase while a meter measured at ``meter_at``.
 
-    The lag of a real meter is not known exactly (``meter_lag_allowance_s`` is its bound), so
-    the draw is bounded at both ends of the range and by every sample inside it.
+    ``samples`` are its readings (time, draw), oldest first, the newest included; ``targets``
+    the draws it was told to move to (time decided, draw), oldest first. The meter measured at
+    some moment of ``[meter_at − lag, meter_at]``; a reading within ``skew`` before the window's
+    end counts as taken at its end. Readings within ``noise`` of each other are the same draw
+    (the newest is taken). See the module text for the rules.
     """
-    history, decided = memory.recent_draw, memory.recent_setpoints
-    least = aligned_draw(history, measured_at, current, meter_at, decided)
-    if lag <= 0:
-        return least
-    least = _min3(least, aligned_draw(history, measured_at, current, meter_at - lag, decided))
-    for t, sample in (*history, (measured_at, current)):
-        if meter_at - lag < t < meter_at:
-            least = _min3(least, sample)
-    return least
+    start, end = meter_at - lag, meter_at - skew
+    first = None
+    for i, (t, _) in enumerate(samples):
+        if t <= start:
+            first = i
+        else:
+            break
+    last = None
+    if first is None:  # the meter measured before every reading: any of them may apply
+        first = 0
+    else:
+        for i in range(first, len(samples)):
+            if samples[i][0] >= end:
+                last = i
+                break
+    span = samples[first:] if last is None else samples[first : last + 1]
+    newest = span[-1][1]
+    lo = list(newest)
+    hi = list(newest)
+    for _, d in span[:-1]:
+        for p in range(3):
+            if d[p] < lo[p]:
+                lo[p] = d[p]
+            elif d[p] > hi[p]:
+                hi[p] = d[p]
+    for p in range(3):
+        if hi[p] - lo[p] <= noise:
+            lo[p] = hi[p] = newest[p]
+    # where it was told to go lower: it may have been there, or on its way, while the meter
+    # measured (a car told to draw more is taken at what it was measured drawing: if it rose
+    # sooner, the building load is over-estimated by that until its next reading — safe)
+    t_last, d_last = samples[-1]
+    for t, target in targets:
+        if t <= start - CAR_REACTION_S - WRITE_S or t > meter_at:
+            continue
+        if t <= t_last and all(abs(target[p] - d_last[p]) <= noise for p in range(3)):
+            continue  # the newest reading shows it there
+        for p in range(3):
+            if target[p] < lo[p]:
+                lo[p] = target[p]
+    return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
 
 
-def _cap3(a: PhaseTriple, cap: float) -> PhaseTriple:
-    return (min(a[0], cap), min(a[1], cap), min(a[2], cap))
-
-
-def _min3(a: PhaseTriple, b: PhaseTriple) -> PhaseTriple:
-    return (min(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]))
+def _clamp(x: float, lo: float, hi: float) -> float:
+    return lo if x < lo else hi if x > hi else x
 
 
 def group_loads(
     site: Site,
-    site_index: SiteIndex,
-    readings: Mapping[str, ChargerReading],
-    meter_readings: Mapping,
+    index: SiteIndex,
+    chargers: Mapping[str, ChargerDraw],
+    meter_readings: Mapping[str, MeterReading],
     state: EngineState,
     now: float,
-    measured: Mapping[str, PhaseTriple] | None = None,
-) -> tuple[dict[str, GroupLoad], dict[str, MeterMemory]]:
-    """Return each group's non-EV load and the meters' memory for the next state.
-
-    ``measured`` optionally gives each online charger's draw already mapped to site phases
-    (the engine has it from :func:`ampgate.dlm.observe.observe_charger`); otherwise it is
-    computed from ``readings``.
-    """
-    settings = site.settings
+) -> tuple[dict[str, GroupLoad], dict[str, MeterMemory], list[Notice]]:
+    """Each group's non-EV load, the meters' memory for the next state, and notices."""
+    s = site.settings
     loads: dict[str, GroupLoad] = {}
     memory: dict[str, MeterMemory] = {}
+    notices: list[Notice] = []
     for group in site.groups:
-        meter = site_index.meter_of_group.get(group.id)
+        meter = index.meter_of_group.get(group.id)
         if meter is None:
             loads[group.id] = GroupLoad(group.fallback_load, "static")
             continue
         reading = meter_readings.get(meter.id)
+        held = state.meters.get(meter.id)
         fresh = (
             reading is not None
             and all(c is not None for c in reading.currents)
-            and now - reading.timestamp <= settings.meter_stale_after_s
+            and now - reading.timestamp <= s.meter_stale_after_s
         )
-        if fresh:
-            raw = [float(c) for c in reading.currents]  # type: ignore[arg-type]
-            if meter.location is MeterLocation.INCLUDING:
-                window = settings.meter_lag_allowance_s
-                for charger_id in site_index.members[group.id]:
-                    r = readings.get(charger_id)
-                    if r is None or not r.online:
-                        continue
-                    draw = (
-                        measured[charger_id]
-                        if measured is not None
-                        else measured_site_currents(site_index, charger_id, r)
-                    )
-                    memory_of_charger = state.chargers.get(charger_id)
-                    if settings.align_reading_times:
-                        if memory_of_charger is not None:
-                            draw = _draw_over_lag(
-                                memory_of_charger,
-                                r.timestamp if 0.0 < r.timestamp <= now else now,
-                                draw,
-                                reading.timestamp,
-                                window,
-                            )
-                    elif window > 0 and memory_of_charger is not None:
-                        draw = draw_at(
-                            memory_of_charger.recent_draw, now, draw, reading.timestamp - window
-                        )
-                    for p in range(3):
-                        raw[p] -= draw[p]
-            non_ev = (max(0.0, raw[0]), max(0.0, raw[1]), max(0.0, raw[2]))
-            memory[meter.id] = MeterMemory(non_ev, reading.timestamp)
-            loads[group.id] = GroupLoad(non_ev, "meter")
+        if not fresh or reading is None:
+            loads[group.id] = _held_or_fallback(group.fallback_load, held, now, s.meter_hold_s)
+            if held is not None:
+                memory[meter.id] = held
             continue
-        held = state.meters.get(meter.id)
-        if held is not None and now - held.timestamp <= settings.meter_hold_s:
-            memory[meter.id] = held
-            loads[group.id] = GroupLoad(held.non_ev_load, "held")
+        m = (float(reading.currents[0]), float(reading.currents[1]), float(reading.currents[2]))  # type: ignore[arg-type]
+        least = [0.0, 0.0, 0.0]
+        most = [0.0, 0.0, 0.0]
+        latest = [0.0, 0.0, 0.0]
+        most_of: dict[str, PhaseTriple] = {}
+        including = meter.location is MeterLocation.INCLUDING
+        for cid in index.members[group.id]:
+            v = chargers.get(cid)
+            if v is None or not v.online:
+                continue
+            samples = v.recent_draw
+            if not samples or samples[-1][0] < v.measured_at:
+                samples = (*samples, (v.measured_at, v.measured))
+            lo, hi = draw_bounds(
+                samples,
+                v.recent_targets,
+                reading.timestamp,
+                s.meter_lag_allowance_s,
+                s.reading_skew_s,
+                s.estimate_tolerance_a,
+            )
+            newest = samples[-1][1]
+            most_of[cid] = hi
+            for p in range(3):
+                least[p] += lo[p]
+                most[p] += hi[p]
+                latest[p] += newest[p]
+        checked = check_meter(
+            meter.id, group.id, including, m, reading.timestamp, least, most, held, s
+        )
+        notices.extend(checked.notices)
+        if checked.implausible is not None or checked.memory.below_since is not None:
+            # not believed, or (for now) reading less than the chargers draw: it says nothing
+            # about the building load this cycle
+            memory[meter.id] = checked.memory
+            load = _held_or_fallback(group.fallback_load, checked.memory, now, s.meter_hold_s)
+            loads[group.id] = load
+            continue
+        if including:
+            top = (m[0] - least[0], m[1] - least[1], m[2] - least[2])
+            bottom = (m[0] - most[0], m[1] - most[1], m[2] - most[2])
+            measured = m
         else:
-            loads[group.id] = GroupLoad(group.fallback_load, "fallback")
-    return loads, memory
+            top = bottom = m
+            measured = (m[0] + most[0], m[1] + most[1], m[2] + most[2])
+        before = checked.memory
+        estimate = [0.0, 0.0, 0.0]
+        known = list(before.non_ev_load)
+        known_at = list(before.measured_at)
+        for p in range(3):
+            if top[p] - bottom[p] <= s.estimate_tolerance_a:
+                estimate[p] = top[p]
+                known[p], known_at[p] = top[p], reading.timestamp
+            elif before.measured_at[p] > float("-inf"):
+                # what the readings allow, nearest to what was known, drawn a little towards
+                # the meter minus the chargers' newest readings: a building load that rose (or
+                # fell) by more than the cars' uncertain change moves the estimate at once
+                estimate[p] = known[p] = _clamp(before.non_ev_load[p], bottom[p], top[p])
+            else:  # never measured yet: the meter minus what the chargers measured last
+                point = m[p] - latest[p] if including else m[p]
+                estimate[p] = known[p] = _clamp(point, bottom[p], top[p])
+                known_at[p] = reading.timestamp
+        non_ev = (max(0.0, estimate[0]), max(0.0, estimate[1]), max(0.0, estimate[2]))
+        keep = [e for e in before.history if reading.timestamp - e[0] <= s.meter_hold_s]
+        memory[meter.id] = replace(
+            before,
+            non_ev_load=(known[0], known[1], known[2]),
+            measured_at=(known_at[0], known_at[1], known_at[2]),
+            timestamp=reading.timestamp,
+            history=(*keep, (reading.timestamp, non_ev)),
+        )
+        uncertainty = (top[0] - bottom[0], top[1] - bottom[1], top[2] - bottom[2])
+        loads[group.id] = GroupLoad(non_ev, "meter", measured, uncertainty, most_of)
+    return loads, memory, notices
+
+
+def _held_or_fallback(
+    fallback: PhaseTriple, held: MeterMemory | None, now: float, hold_s: float
+) -> GroupLoad:
+    """The non-EV load of a group whose meter is not live: held, then the fallback."""
+    if held is not None and held.history:
+        since = held.suspect_since if held.suspect_since is not None else now
+        good = [e for e in held.history if e[0] <= since + 1e-9]
+        if good and now - good[-1][0] <= hold_s:
+            return GroupLoad(good[-1][1], "held")
+    return GroupLoad(fallback, "fallback")

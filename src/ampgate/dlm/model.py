@@ -36,6 +36,11 @@ MIN_CHARGING_CURRENT = 6
 """IEC 61851 / EVC2 minimum: a setpoint is 0 or at least this many amps (1–5 A are invalid)."""
 MAX_CHARGING_CURRENT = 32
 """EVC2 maximum setpoint (reg 15 range 0, 6–32)."""
+CAR_REACTION_S = 5.0
+"""Longest time a car takes to follow a changed pilot limit (IEC 61851-1: 5 s)."""
+WRITE_S = 1.0
+"""Longest time a decided setpoint takes to reach a charger (the bus queue, the write itself),
+and a reading to arrive after the charger measured (its answer's wire time)."""
 
 
 class Rotation(StrEnum):
@@ -218,6 +223,9 @@ class EngineSettings:
     """Largest setpoint increase per second of elapsed time (at least 1 A per cycle)."""
     hysteresis_a: int = 1
     """An increase smaller than this is not made (decreases are always made)."""
+    increase_margin_a: float = 0.25
+    """An increase is made only when this much current is left free above it, so the meter's
+    noise at a whole-amp boundary does not make a setpoint go up and down every cycle."""
     restart_delay_s: float = 60.0
     """A charger paused by the engine is not restarted before this many seconds."""
     restart_margin_a: float = 1.0
@@ -238,19 +246,28 @@ class EngineSettings:
     """How often the choice of chargers given failsafe 0 (when not all fit) rotates."""
     phase_use_threshold_a: float = 1.0
     """A charging car drawing at least this on a phase uses that phase."""
-    meter_lag_allowance_s: float = 0.0
-    """How far a meter's reading lags the chargers' own measurements (averaging, slow polling).
-    With a meter *including* the chargers, the engine subtracts each charger's draw from this
-    long before the reading, so the lag does not turn a car's ramp-up into phantom capacity."""
-    align_reading_times: bool = False
-    """Each :class:`ChargerReading`'s ``timestamp`` is when that charger measured (a gateway
-    polling chargers alongside the meters, so a charger reading can be older or newer than the
-    meter reading). With a meter *including* the chargers, the engine then subtracts each
-    charger's draw as it was at the meter reading's time (the meter lagging by 0 up to
-    ``meter_lag_allowance_s``), from samples kept at their own times and the setpoints it
-    decided since, never more than the car can have drawn then (see
-    :func:`ampgate.dlm.loads.aligned_draw`). False: every
-    reading is taken as of ``now`` (a caller reading everything at once)."""
+    meter_lag_allowance_s: float = 1.0
+    """How far a meter's reading may lag the chargers' own measurements (averaging, register
+    refresh), s. With a meter *including* the chargers, each charger's draw is taken over
+    [reading time − this, reading time], so a lagging meter never turns a car's change into
+    phantom building load or phantom capacity (see :mod:`ampgate.dlm.loads`)."""
+    reading_skew_s: float = 0.1
+    """A charger reading taken this close to the meter reading counts as simultaneous."""
+    estimate_tolerance_a: float = 0.5
+    """Readings of one charger within this many amps of each other are the same draw, and a
+    building-load estimate whose uncertainty on a phase is at most this counts as measured."""
+    phase_switch_timeout_s: float = 30.0
+    """A commanded phase switch not confirmed (reg 13 and the currents) within this long is
+    not followed: the charger is reported and treated as not switchable for a while."""
+    phase_switch_retry_s: float = 1800.0
+    """How long a charger that did not follow a phase switch is treated as not switchable."""
+    overdraw_margin_a: float = 2.0
+    """A car drawing more than its setpoint + this, after it had time to follow, over-draws."""
+    overdraw_pause_s: float = 30.0
+    """A car over-drawing even the budget of its measured excess this long is paused."""
+    meter_frozen_change_a: float = 6.0
+    """An *including* meter whose phase reading does not move while the chargers' draw on that
+    phase changed by at least this many amps is frozen (treated as stale)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,13 +304,16 @@ class ChargerReading:
     """Measured per-terminal currents (reg 3–5), A."""
     vehicle: VehicleState = VehicleState.UNKNOWN
     timestamp: float = 0.0
-    """When the charger measured (used with ``EngineSettings.align_reading_times``)."""
+    """When the charger measured (the caller's clock); 0 or a future time: as of ``now``."""
     last_setpoint: int | None = None
     """Amps to use (reg 15) as read back from the charger, if known."""
     max_current: int | None = None
     """Charger-reported cap (min of reg 12 amp limit and reg 29 user max), if known."""
     phase_change_possible: bool | None = None
     """Reg 11 as read, overriding the configured value when known."""
+    phases_reported: frozenset[int] | None = None
+    """Charger terminals the charger reports it has connected to the car (EVC2 reg 13), or
+    None when unknown. With the measured currents it confirms a commanded phase switch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,17 +347,51 @@ class ChargerMemory:
     session: bool = False
     """A car is connected (a session is under way)."""
     recent_draw: tuple[tuple[float, PhaseTriple], ...] = ()
-    """(time, measured draw per site phase) over the last ``meter_lag_allowance_s``."""
-    recent_setpoints: tuple[tuple[float, int], ...] = ()
-    """(time decided, amps) of setpoint changes recently (only with ``align_reading_times``)."""
+    """(time measured, draw per site phase) of the last readings, oldest first."""
+    recent_targets: tuple[tuple[float, PhaseTriple], ...] = ()
+    """(time decided, draw per site phase the car would settle at) of recent setpoint and
+    phase changes, oldest first: what the car may still be moving towards."""
+    phase_pending_since: float | None = None
+    """A commanded phase switch not yet confirmed by the charger (reg 13, currents)."""
+    phase_blocked_until: float | None = None
+    """The charger did not follow a phase switch: not switchable before this time."""
+    overdraw_a: float = 0.0
+    """Amps the car draws above its setpoint (budgeted on its phases), 0 when it does not."""
+    overdraw_since: float | None = None
+    """When the car was first seen drawing above even that budget (pause after a while)."""
+    stopped_at: float | None = None
+    """When the car stopped drawing after the engine paused it (the restart delay counts
+    from here; a car that never stopped drawing has not cycled its contactor)."""
 
 
 @dataclass(frozen=True, slots=True)
 class MeterMemory:
-    """Last good non-EV load derived from a meter, per site phase, and when it was read."""
+    """What the engine keeps about a meter: the last measured non-EV load and its checks.
+
+    ``non_ev_load[p]`` is the last building load on site phase ``p`` known to within
+    ``follow_tolerance_a`` and ``measured_at[p]`` the time of that meter reading. The other
+    fields are the plausibility checks' memory (:mod:`ampgate.dlm.plausibility`).
+    """
 
     non_ev_load: PhaseTriple
     timestamp: float
+    """Time of the meter reading last used (the newest of ``measured_at``)."""
+    measured_at: PhaseTriple = (float("-inf"), float("-inf"), float("-inf"))
+    history: tuple[tuple[float, PhaseTriple], ...] = ()
+    """(reading time, non-EV load) of recent measured estimates, oldest first."""
+    last_currents: tuple[float | None, float | None, float | None] | None = None
+    same_since: float | None = None
+    """Since when the meter repeats exactly the same values."""
+    below_since: float | None = None
+    """Since when it reads less than the chargers' own draw."""
+    moved: tuple[tuple[float, float, float, float], ...] = ()
+    """Per phase: (time, reading, least and most draw of the chargers) when it last moved."""
+    draws: tuple[tuple[float, PhaseTriple, PhaseTriple], ...] = ()
+    """(reading time, least, most draw of the chargers per phase) of recent readings."""
+    implausible: str | None = None
+    """Why the meter is not believed now, or None."""
+    suspect_since: float | None = None
+    """Since when its readings are not believed (its held load is from before)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +403,8 @@ class EngineState:
     meters: Mapping[str, MeterMemory] = field(default_factory=dict)
     failsafe_offset: int = 0
     failsafe_rotated_at: float | None = None
+    overloaded: frozenset[tuple[str, int]] = frozenset()
+    """Group phases measured over their limit in the last cycle (notices on entering)."""
 
 
 # --------------------------------------------------------------------------- output
@@ -386,6 +442,35 @@ class PhaseAccount:
     headroom: float
     allocated: float
     available: float
+    measured: float | None = None
+    """What the meter shows through the fuse (chargers included), when it is live."""
+    uncertainty: float = 0.0
+    """Width of the range of building loads consistent with the readings, A (0 when every
+    charger's draw at the meter's instant is known; larger while cars change their draw)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredOverload:
+    """A group phase whose measured current is above its limit − headroom this cycle."""
+
+    group: str
+    phase: int
+    amps: float
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the engine noticed this cycle, for the caller to log as an event.
+
+    ``kind`` is one of ``overload_measured``, ``phase_switch_not_followed``,
+    ``charger_overdraw``, ``meter_implausible`` and ``meter_plausible``; ``subject`` the group,
+    charger or meter id; ``detail`` what else the event carries.
+    """
+
+    kind: str
+    subject: str
+    detail: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,3 +482,6 @@ class Allocation:
     accounts: tuple[PhaseAccount, ...]
     failsafe: Mapping[str, int]
     """Failsafe current to program per charger (reg 20), see :func:`ampgate.dlm.plan_failsafe`."""
+    overloads: tuple[MeasuredOverload, ...] = ()
+    """Group phases the meters show over limit − headroom this cycle."""
+    notices: tuple[Notice, ...] = ()

@@ -1,9 +1,25 @@
-"""Per-charger bookkeeping before allocation: session, phase use, under-draw, fairness time.
+"""Per-charger bookkeeping before allocation: what each charger really does, measured.
 
-Turns one charger's reading and its memory into a :class:`ChargerView`: what the engine must
-assume about it this cycle (which site phases it loads, its bounds, its previous setpoint). The
-view carries the memory fields as plain attributes; the engine builds the next
-:class:`ChargerMemory` once, at the end of the cycle (no per-step dataclass copies).
+Turns one charger's reading and its memory into a :class:`ChargerView`: which site phases it
+loads, its bounds, its previous setpoint — from what is *measured* (reference dlm.md 9):
+
+- **phases**: a charger is accounted on the phases its mode allows (1-phase mode: its L1; a
+  car seen drawing on fewer phases: those) *and* on every terminal it is measured drawing on,
+  whatever it was told. A commanded phase switch is a request until the charger confirms it
+  (reg 13, and the currents when the car draws): until then the charger is accounted on the
+  old and the new phases. Not confirmed within ``phase_switch_timeout_s``: notice
+  ``phase_switch_not_followed``, the charger's mode is what it reports, and it is not
+  switched again for ``phase_switch_retry_s``;
+- **over-draw**: a car drawing more than its setpoint + ``overdraw_margin_a`` once it had
+  :data:`~ampgate.dlm.loads.CAR_REACTION_S` to follow is budgeted at what it draws (notice
+  ``charger_overdraw``); one that keeps drawing more than even that — it does not follow its
+  pilot — for ``overdraw_pause_s`` is paused;
+- **stops**: after the engine paused a car, the time the car stopped drawing is kept: the
+  restart delay protects a contactor that opened, and runs from then;
+- session, phase use, under-draw and fairness time as before.
+
+The view carries the memory fields as plain attributes; the engine builds the next
+:class:`ChargerMemory` once, at the end of the cycle.
 """
 
 from __future__ import annotations
@@ -12,12 +28,15 @@ import math
 from typing import Literal
 
 from ampgate.dlm.model import (
+    CAR_REACTION_S,
     MAX_CHARGING_CURRENT,
     MIN_CHARGING_CURRENT,
+    WRITE_S,
     ChargerMemory,
     ChargerReading,
     ChargerSpec,
     EngineSettings,
+    Notice,
     PhaseTriple,
     VehicleState,
 )
@@ -35,6 +54,7 @@ class ChargerView:
 
     __slots__ = (
         "changed_at",
+        "drawing",
         "hi",
         "hi_code",
         "id",
@@ -44,32 +64,42 @@ class ChargerView:
         "measured",
         "measured_at",
         "mode",
+        "notices",
         "online",
+        "overdraw_a",
+        "overdraw_since",
+        "pause_overdraw",
         "paused_at",
+        "phase_blocked_until",
+        "phase_pending_since",
         "phase_switched_at",
         "phases",
+        "phases_before",
         "phases_in_use",
         "previous",
         "recent_draw",
-        "recent_setpoints",
+        "recent_targets",
+        "reserve",
         "served_s",
         "session",
         "site_phases",
         "spec",
+        "stopped_at",
         "switchable",
         "terminals",
         "underdraw_cap",
         "underdraw_since",
         "vehicle",
         "wants",
-    )
+    )  # fmt: skip
 
     def memory(self, setpoint: int) -> ChargerMemory:
         """The charger's memory with ``setpoint`` (other fields as observed)."""
         return ChargerMemory(
             setpoint, self.phases, self.changed_at, self.paused_at, self.phase_switched_at,
             self.served_s, self.phases_in_use, self.underdraw_since, self.underdraw_cap,
-            self.session, self.recent_draw, self.recent_setpoints,
+            self.session, self.recent_draw, self.recent_targets, self.phase_pending_since,
+            self.phase_blocked_until, self.overdraw_a, self.overdraw_since, self.stopped_at,
         )  # fmt: skip
 
 
@@ -89,6 +119,29 @@ def terminals_for(
     return wired
 
 
+def confirms(
+    mode: Literal[1, 3],
+    wired: tuple[int, ...],
+    reported: frozenset[int] | None,
+    drawing: frozenset[int],
+) -> bool:
+    """True when the charger's report (reg 13) and its currents show phase mode ``mode``."""
+    if mode == 1:
+        if drawing - {0}:
+            return False
+        if reported is not None:
+            return bool(reported) and reported <= {0}
+        return drawing == {0}
+    if reported is not None:
+        return reported >= set(wired)
+    return len(drawing) > 1
+
+
+def _actual_mode(reported: frozenset[int] | None, drawing: frozenset[int]) -> Literal[1, 3]:
+    seen = drawing or reported or frozenset()
+    return 1 if seen and seen <= {0} else 3
+
+
 def observe_charger(
     spec: ChargerSpec,
     reading: ChargerReading | None,
@@ -104,19 +157,26 @@ def observe_charger(
     ``ramp_step`` is the largest increase this cycle (computed from ``dt`` when not given).
     """
     v = ChargerView()
+    v.notices = []
     cid = spec.id
     online = reading is not None and reading.online
     mem = memory if memory is not None else _EMPTY
     setpoint = mem.setpoint
+    found: int | None = None
     if memory is None and reading is not None and reading.last_setpoint is not None:
-        setpoint = reading.last_setpoint
+        setpoint = found = reading.last_setpoint
     phases, changed_at, paused_at = mem.phases, mem.changed_at, mem.paused_at
     served_s, phases_in_use, session = mem.served_s, mem.phases_in_use, mem.session
     underdraw_since, underdraw_cap = mem.underdraw_since, mem.underdraw_cap
-    recent_draw, recent_setpoints = mem.recent_draw, mem.recent_setpoints
+    recent_draw, recent_targets = mem.recent_draw, mem.recent_targets
+    pending, blocked = mem.phase_pending_since, mem.phase_blocked_until
+    overdraw_a, overdraw_since, stopped_at = mem.overdraw_a, mem.overdraw_since, mem.stopped_at
     wired = spec.wired_phases
     lo = MIN_CHARGING_CURRENT if spec.min_current < MIN_CHARGING_CURRENT else spec.min_current
     max_eff = spec.max_current if spec.max_current < MAX_CHARGING_CURRENT else MAX_CHARGING_CURRENT
+    drawing: frozenset[int] = frozenset()
+    reported = None
+    measured_at = now
     if not online:
         vehicle, wants, measured = _UNKNOWN, False, _NO_DRAW
         switchable = spec.phase_change_possible and len(wired) == 3
@@ -124,15 +184,19 @@ def observe_charger(
         assert reading is not None
         vehicle = reading.vehicle
         wants = vehicle in _WANTS
+        if 0.0 < reading.timestamp <= now:
+            measured_at = reading.timestamp
         pcp = reading.phase_change_possible
         switchable = (spec.phase_change_possible if pcp is None else pcp) and len(wired) == 3
         if vehicle is _NOT_CONNECTED:  # session over: forget everything but the phase mode
             changed_at = paused_at = underdraw_since = underdraw_cap = phases_in_use = None
-            served_s, session, recent_draw, recent_setpoints = 0.0, False, (), ()
+            served_s, session, recent_targets = 0.0, False, ()
+            overdraw_a, overdraw_since, stopped_at = 0.0, None, None
         elif wants:
             if not session:
                 session, served_s = True, 0.0
                 phases_in_use = underdraw_since = underdraw_cap = None
+                overdraw_a, overdraw_since = 0.0, None
             if setpoint > 0:
                 served_s += dt
         if reading.max_current is not None and reading.max_current < max_eff:
@@ -145,13 +209,42 @@ def observe_charger(
             if amps > 0.0:
                 m[table[terminal]] += amps
         measured = (m[0], m[1], m[2])
+        threshold = settings.phase_use_threshold_a
+        drawing = frozenset(t for t in wired if currents[t] >= threshold)
+        reported = reading.phases_reported
+        if found:  # what it was told before the engine started: the car may still draw it
+            on = {table[t] for t in (drawing or frozenset(wired))}
+            vector = tuple(float(found) if p in on else 0.0 for p in range(3))
+            recent_targets = ((measured_at, vector),)  # type: ignore[assignment]
+    if blocked is not None and now >= blocked:
+        blocked = None
+    if pending is not None and online and switchable and phases in (1, 3):
+        if confirms(phases, wired, reported, drawing):  # type: ignore[arg-type]
+            pending = None
+        elif now - pending >= settings.phase_switch_timeout_s:
+            actual = _actual_mode(reported, drawing)
+            v.notices.append(
+                Notice(
+                    "phase_switch_not_followed",
+                    cid,
+                    {
+                        "wanted_phases": phases,
+                        "reported": None if reported is None else sorted(t + 1 for t in reported),
+                        "drawing_on": sorted(t + 1 for t in drawing),
+                        "retry_after_s": settings.phase_switch_retry_s,
+                    },
+                )
+            )
+            phases, pending = actual, None
+            blocked = now + settings.phase_switch_retry_s
+    if blocked is not None:
+        switchable = False
     mode: Literal[1, 3] | None = (phases or 3) if switchable else None
     if online:
         assert reading is not None
-        threshold = settings.phase_use_threshold_a
-        if vehicle is _CHARGING and max(reading.currents) >= threshold:
-            seen = {p for p in wired if reading.currents[p] >= threshold}
-            if mode == 1:
+        if vehicle is _CHARGING and drawing:
+            seen = set(drawing)
+            if mode == 1 and pending is None:
                 seen.add(0)
             if not phases_in_use:
                 phases_in_use = frozenset(seen)
@@ -164,7 +257,50 @@ def observe_charger(
                 reading, phases_in_use, setpoint, lo, max_eff, settings, now,
                 underdraw_since, underdraw_cap,
             )  # fmt: skip
-    terminals = terminals_for(mode, wired, phases_in_use)
+        if setpoint == 0 and paused_at is not None and stopped_at is None and not drawing:
+            stopped_at = measured_at  # the car followed the pause: its contactor opened
+        elif setpoint > 0:
+            stopped_at = None
+    base = wired if pending is not None else terminals_for(mode, wired, phases_in_use)
+    terminals = tuple(sorted(set(base) | drawing)) if drawing - set(base) else base
+    reserve = 0.0
+    if online and vehicle is _CHARGING and setpoint >= lo and drawing:
+        assert reading is not None
+        # the most it may draw by what it was told: its setpoint, or a higher one it was told
+        # within its reaction time (and the write's) before this reading
+        ceiling = float(setpoint)
+        recent = measured_at - CAR_REACTION_S - WRITE_S
+        settled_on = None  # the last target it had time to reach before the recent ones
+        for t, target in recent_targets:
+            if t > recent:
+                ceiling = max(ceiling, target[0], target[1], target[2])
+            else:
+                settled_on = target
+        if settled_on is not None:
+            ceiling = max(ceiling, settled_on[0], settled_on[1], settled_on[2])
+        draw = max(reading.currents[t] for t in terminals)
+        excess = draw - ceiling
+        settled = changed_at is None or measured_at - changed_at >= CAR_REACTION_S + WRITE_S
+        margin = settings.overdraw_margin_a
+        if excess > margin:
+            if overdraw_a <= 0.0:
+                v.notices.append(
+                    Notice(
+                        "charger_overdraw",
+                        cid,
+                        {"amps": round(draw, 1), "setpoint": setpoint, "excess": round(excess, 1)},
+                    )
+                )
+                overdraw_a, overdraw_since = excess, None
+            elif settled and excess > overdraw_a + margin:  # more than even its budget
+                overdraw_since = overdraw_since if overdraw_since is not None else now
+            else:
+                overdraw_a, overdraw_since = max(overdraw_a, excess), None
+            reserve = max(overdraw_a, excess)
+        elif settled and draw - setpoint <= margin / 2:
+            overdraw_a, overdraw_since = 0.0, None
+        else:
+            reserve = overdraw_a
     hi, code = max_eff, "at_max_current"
     if underdraw_cap is not None and underdraw_cap < hi:
         hi, code = (lo if underdraw_cap < lo else underdraw_cap), "underdraw"
@@ -182,8 +318,14 @@ def observe_charger(
     v.underdraw_since, v.underdraw_cap, v.session = underdraw_since, underdraw_cap, session
     v.recent_draw, v.lo, v.max_current, v.switchable = recent_draw, lo, max_eff, switchable
     v.measured, v.mode, v.terminals = measured, mode, terminals
-    v.recent_setpoints = recent_setpoints
-    v.measured_at = reading.timestamp if online and reading is not None else now
+    v.recent_targets, v.measured_at, v.drawing = recent_targets, measured_at, drawing
+    v.phase_pending_since, v.phase_blocked_until = pending, blocked
+    v.overdraw_a, v.overdraw_since, v.stopped_at, v.reserve = (
+        overdraw_a, overdraw_since, stopped_at, reserve,
+    )  # fmt: skip
+    v.pause_overdraw = (
+        overdraw_since is not None and now - overdraw_since >= settings.overdraw_pause_s
+    )
     v.site_phases = index.site_phases(cid, terminals)
     v.hi, v.hi_code = hi, code
     return v

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ampgate.dlm.model import CAR_REACTION_S, WRITE_S, PhaseTriple
 from ampgate.dlm.observe import ChargerView
 
 if TYPE_CHECKING:
@@ -17,59 +18,117 @@ if TYPE_CHECKING:
 EPS = 1e-9
 
 
-def _committed(cycle: _Cycle, v: ChargerView, amps: int) -> list[tuple[int, float]]:
-    """Per resource, what a charger may draw this cycle: max(new, previous, measured)."""
-    cid = v.id
+def _previous(v: ChargerView) -> PhaseTriple:
+    """The setpoint in effect per site phase before this cycle (its latest target)."""
+    if v.recent_targets:
+        return v.recent_targets[-1][1]
+    a = float(v.previous)
+    on = v.site_phases
+    return (a if 0 in on else 0.0, a if 1 in on else 0.0, a if 2 in on else 0.0)
+
+
+def _committed(
+    cycle: _Cycle, v: ChargerView, amps: int | None, before: PhaseTriple
+) -> list[tuple[int, float]]:
+    """Per resource, what a charger may draw this cycle: per phase, the largest of its new
+    setpoint (``amps`` on its phases; None: no change), what was in effect before
+    (``before``), its measured draw, and any target it was told within a car's reaction time
+    (a slow car may still be on its way to one it was told before the last change)."""
+    m = [max(before[p], v.measured[p]) for p in range(3)]
+    since = cycle.now - CAR_REACTION_S - WRITE_S
+    targets = v.recent_targets
+    if targets and not _at_latest_target(v):
+        for t, target in targets:
+            if t > since:
+                for p in range(3):
+                    if target[p] > m[p]:
+                        m[p] = target[p]
     phases = v.site_phases
-    if cid in cycle.switched:
-        phases = cycle.index.site_phases(cid, v.spec.wired_phases)
-    phase_res, power_res = cycle.index.uses(cid, phases)
-    base = amps if amps > v.previous else v.previous
-    m = v.measured
-    out = [(r, base if base >= m[r % 3] else m[r % 3]) for r in phase_res]
+    if amps is not None:
+        for p in phases:
+            if amps > m[p]:
+                m[p] = float(amps)
+    on = {p for p in range(3) if m[p] > 0.0} | set(phases)
+    phase_res, power_res = cycle.index.uses(v.id, tuple(sorted(on)))
+    out = [(r, m[r % 3]) for r in phase_res]
     if power_res:
-        total = max(base * len(phases), m[0] + m[1] + m[2])
+        total = m[0] + m[1] + m[2]
         out.extend((r, total) for r in power_res)
     return out
+
+
+def _at_latest_target(v: ChargerView) -> bool:
+    """True when the charger's newest reading, taken after its latest target was decided,
+    shows it there: a car follows its targets in turn, so none before it is still to come."""
+    t, target = v.recent_targets[-1]
+    if v.measured_at < t:
+        return False
+    tolerance = 1.0
+    return all(abs(target[p] - v.measured[p]) <= tolerance for p in range(3))
+
+
+def _rises(v: ChargerView, amps: int, before: PhaseTriple) -> bool:
+    return any(amps > before[p] + EPS for p in v.site_phases)
 
 
 def hold_back_increases(cycle: _Cycle, admitted: list[ChargerView]) -> None:
     """Grant increases only out of current that is already free.
 
-    Every online charger is counted at max(setpoint, previous setpoint, measured draw) — a
-    decrease made this cycle has not taken effect yet — and the rising chargers, in site order,
-    get what is left, never less than their previous setpoint.
+    Every online charger is counted, per phase, at the largest of its new setpoint, the one in
+    effect before, its measured draw and any target it may still be moving to — a decrease
+    made this cycle has not taken effect yet — and the chargers that rise on some phase (a
+    higher setpoint, or a switch to more phases), in site order, get what is left, never less
+    than before, and only when ``increase_margin_a`` is left free above the increase (a dead
+    band: the meter's noise at a whole-amp boundary does not make setpoints flap). A phase
+    switch that does not fit is not made. A charger under a group whose meter is not live but
+    held (its last reading stands in for it) does not rise at all: what the meter would show
+    is not known.
     """
     amps = cycle.amps
     admitted_ids = {v.id for v in admitted}
-    # site order (as the first version did; its comment said rank order, the code did not)
-    rising = [v for v in cycle.views if v.id in admitted_ids and amps[v.id] > v.previous]
+    before = {v.id: _previous(v) for v in cycle.views if v.online}
+    rising = [
+        v for v in cycle.views if v.id in admitted_ids and _rises(v, amps[v.id], before[v.id])
+    ]
     if not rising:
         return
+    held = {g for g, load in cycle.loads.items() if load.source == "held"}
+    if held:
+        chain = cycle.index.chain
+        for v in [v for v in rising if held.intersection(chain[v.id])]:
+            _keep(cycle, v, "steady: meter not live, holding", "meter_held")
+            rising.remove(v)
     rising_ids = {v.id for v in rising}
     load = [0.0] * len(cycle.capacity)
     for v in cycle.views:
         if not v.online:
             continue
-        a = v.previous if v.id in rising_ids else amps.get(v.id, 0)
-        for r, draw in _committed(cycle, v, a):
+        a = None if v.id in rising_ids else amps.get(v.id, 0)
+        for r, draw in _committed(cycle, v, a, before[v.id]):
             load[r] += draw
     cap, index = cycle.capacity, cycle.index
+    margin = cycle.settings.increase_margin_a
+    metered = {g for g, load in cycle.loads.items() if load.source == "meter"}
     for v in rising:
         cid, target = v.id, amps[v.id]
-        own = dict(_committed(cycle, v, v.previous))
-        limit = float(target)
+        own = dict(_committed(cycle, v, None, before[cid]))
+        # the dead band applies where a meter's noise is in the capacity
+        dead = margin if metered.intersection(index.chain[cid]) else 0.0
+        limit = math.inf
         phase_res, power_res = index.uses(cid, v.site_phases)
         for r in phase_res:
-            free = cap[r] - (load[r] - own[r])
+            free = cap[r] - (load[r] - own.get(r, 0.0))
             if free < limit:
                 limit = free
         k = len(v.site_phases)
         for r in power_res:
-            free = (cap[r] - (load[r] - own[r])) / k
+            free = (cap[r] - (load[r] - own.get(r, 0.0))) / k
             if free < limit:
                 limit = free
-        granted = min(target, math.floor(limit + EPS))
+        granted = target if limit >= target + dead else math.floor(limit - dead + EPS)
+        if cid in cycle.switched and granted < target:
+            _keep(cycle, v, "waiting for released current to switch phases", "waiting_release")
+            continue
         if granted < v.previous:
             granted = v.previous
         if granted < v.lo:  # e.g. starting from 0, or a previous value below this minimum
@@ -77,8 +136,18 @@ def hold_back_increases(cycle: _Cycle, admitted: list[ChargerView]) -> None:
         if granted < target:
             amps[cid] = granted
             cycle.results[cid] = ("waiting for released current", "waiting_release")
-        for r, draw in _committed(cycle, v, granted):
-            load[r] += draw - own[r]
+        for r, draw in _committed(cycle, v, granted, before[cid]):
+            load[r] += draw - own.get(r, 0.0)
+
+
+def _keep(cycle: _Cycle, v: ChargerView, text: str, code: str) -> None:
+    """Leave a charger as it was before this cycle: its setpoint, and its phases if the engine
+    was about to switch them."""
+    if v.id in cycle.switched:
+        cycle.switched.discard(v.id)
+        v.mode, v.terminals, v.site_phases = v.phases_before
+    cycle.amps[v.id] = v.previous if v.previous >= v.lo else 0
+    cycle.results[v.id] = (text, code)
 
 
 def cap_imbalance(cycle: _Cycle, admitted: list[ChargerView]) -> None:

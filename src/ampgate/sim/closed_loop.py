@@ -119,6 +119,8 @@ class ClosedLoop:
         period = self.config.dlm.cycle_seconds
         self.at(0.0, self._sample)
         self.at(0.0, self._cycle)
+        if self.scenario.meter_update_s > 0:
+            self.at(0.0, self._refresh_meters)
         while self.events:
             t, _, action = heapq.heappop(self.events)
             if t > duration + 1e-9:
@@ -131,7 +133,14 @@ class ClosedLoop:
                 self.at(t + period, self._cycle)
             elif action == self._sample:
                 self.at(t + SAMPLE_S, self._sample)
+            elif action == self._refresh_meters:
+                self.at(t + self.scenario.meter_update_s, self._refresh_meters)
         return self.scorer.result(duration)
+
+    def _refresh_meters(self, t: float) -> None:
+        """A real meter refreshes its registers on its own clock: exactly every interval."""
+        for meter in self.plant.meters.values():
+            meter.advance(t)
 
     def _sample(self, t: float) -> None:
         self.scorer.sample(self.plant.truth(t))
