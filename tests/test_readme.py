@@ -454,6 +454,12 @@ def _daemon_events() -> tuple[set[str], set[str]]:
         every |= {"charger_warning_set", "charger_error_set"}
     if 'f"charger_{kind}_cleared"' in source:
         every |= {"charger_warning_cleared", "charger_error_cleared"}
+    notices = re.search(r"_NOTICE_LEVELS = \{(.*?)\}", source, re.S)  # engine notices
+    if notices:
+        for name, level in re.findall(r'"([a-z_]+)": "([a-z]+)"', notices.group(1)):
+            every.add(name)
+            if level in ("warning", "error"):
+                loud.add(name)
     return every, loud
 
 

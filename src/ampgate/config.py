@@ -183,6 +183,19 @@ class DlmConfig(_Section):
     charger's draw over that range, so neither a car's change nor a lagging meter is taken for
     building load or for free capacity. 1 s covers meters that refresh their registers once a
     second (assumption; the reference gives no meter refresh times)."""
+    phase_switch_timeout_seconds: float = Field(default=30.0, ge=5, le=600)
+    """A phase switch (reg 14) that reg 13 and the currents have not confirmed after this long
+    is not followed (event ``phase_switch_not_followed``); the charger keeps its phases."""
+    phase_switch_retry_seconds: float = Field(default=1800.0, ge=0, le=86400)
+    """After a switch that was not followed, the charger is not switched again for this long."""
+    overdraw_margin_amps: float = Field(default=2.0, ge=0.5, le=16)
+    """A car drawing more than anything it was told + this margin is over-drawing (event
+    ``charger_overdraw``): it is budgeted at what it draws, and others get less."""
+    overdraw_pause_seconds: float = Field(default=30.0, ge=1, le=3600)
+    """A car that keeps drawing beyond its budget this long is paused (0 A)."""
+    meter_frozen_change_amps: float = Field(default=6.0, ge=1, le=100)
+    """A meter that includes the chargers and does not move while their draw on a phase changed
+    by this much is implausible (event ``meter_implausible``)."""
     device_stale_seconds: float = Field(default=10.0, gt=0, le=600)
     """A charger that has not answered for this long is offline."""
     watchdog_seconds: int = Field(default=30, ge=1, le=600)

@@ -347,6 +347,29 @@ def _dlm(out: _Families, snap: DaemonSnapshot) -> None:
         for group in dlm.groups:
             for alloc in group.phases:
                 family.add_metric([group.name, alloc.phase], getattr(alloc, attr))
+    measured = out.gauge(
+        "ampgate_dlm_measured_amperes",
+        "Latest DLM cycle: current through the fuse per the live meter, chargers included.",
+        ["group", "phase"],
+    )
+    uncertainty = out.gauge(
+        "ampgate_dlm_non_ev_uncertainty_amperes",
+        "Latest DLM cycle: how far the building-load estimate may be off while cars change "
+        "their draw.",
+        ["group", "phase"],
+    )
+    overload = out.counter(
+        "ampgate_dlm_overload_measured",
+        "Cycles in which the meter showed the fuse phase over limit − headroom (should stay 0).",
+        ["group", "phase"],
+    )
+    for group in dlm.groups:
+        for alloc in group.phases:
+            labels = [group.name, alloc.phase]
+            if alloc.measured_amperes is not None:
+                measured.add_metric(labels, alloc.measured_amperes)
+            uncertainty.add_metric(labels, alloc.non_ev_uncertainty_amperes)
+            overload.add_metric(labels, alloc.overload_measured_total)
     stale = out.gauge(
         "ampgate_dlm_meter_stale",
         "1 when the group's meter is stale and the fallback load is used.",
@@ -362,7 +385,7 @@ def _dlm(out: _Families, snap: DaemonSnapshot) -> None:
     out.counter("ampgate_dlm_cycles", "DLM cycles completed.", []).add_metric([], dlm.cycles_total)
     out.counter(
         "ampgate_dlm_overload_detected",
-        "DLM cycles in which a measured phase exceeded its limit (should stay 0).",
+        "DLM cycles in which a meter showed a fuse phase over limit − headroom (should stay 0).",
         [],
     ).add_metric([], dlm.overload_detected_total)
     duration = out.gauge(

@@ -294,3 +294,20 @@ def test_daemon_refuses_to_start_on_an_invalid_file(tmp_path, capsys):
     assert "chargers.c1.unit_id: 300 is out of range" in err
     assert "chargers.c1.colour: unknown key" in err
     assert "daemon_started" not in out + err
+
+
+def test_dlm_dynamics_keys_reach_the_engine_and_are_range_checked():
+    from ampgate.daemon.site import engine_settings
+
+    text = BASE + (
+        "\n[dlm]\nphase_switch_timeout_seconds = 45\nphase_switch_retry_seconds = 600\n"
+        "overdraw_margin_amps = 3\noverdraw_pause_seconds = 20\nmeter_frozen_change_amps = 8\n"
+    )
+    site, problems = check_config_text(text, "dyn.toml")
+    assert problems == []
+    settings = engine_settings(site)
+    assert (settings.phase_switch_timeout_s, settings.phase_switch_retry_s) == (45, 600)
+    assert (settings.overdraw_margin_a, settings.overdraw_pause_s) == (3, 20)
+    assert settings.meter_frozen_change_a == 8
+    (problem,) = problems_of(BASE + "\n[dlm]\noverdraw_margin_amps = 0.1\n")
+    assert problem.startswith("dlm.overdraw_margin_amps") and "0.5" in problem

@@ -115,3 +115,24 @@ def test_meter_stale_and_fresh_are_logged_on_change_only():
         events.meter_freshness("grid", False)
     assert [e["event"] for e in logs] == ["meter_stale", "meter_fresh"]
     assert logs[0]["non_ev_source"] == "fallback"
+
+
+def test_engine_notices_are_logged_with_their_level_subject_and_hint():
+    clock = Clock()
+    events = _log(clock)
+    with capture_logs() as logs:
+        events.engine_notice("overload_measured", "main", {"phase": "L2", "amps": 43.5})
+        events.engine_notice("phase_switch_not_followed", "c1", {"wanted_phases": 1})
+        events.engine_notice("charger_overdraw", "c2", {"amps": 22.0, "setpoint": 16})
+        events.engine_notice("meter_implausible", "grid", {"group": "main", "reason": "x"})
+        events.engine_notice("meter_plausible", "grid", {"group": "main"})
+    got = [(e["event"], e["log_level"], e.get("device", e.get("group"))) for e in logs]
+    assert got == [
+        ("overload_measured", "error", "main"),
+        ("phase_switch_not_followed", "warning", "c1"),
+        ("charger_overdraw", "warning", "c2"),
+        ("meter_implausible", "warning", "grid"),
+        ("meter_plausible", "info", "grid"),
+    ]
+    assert logs[0]["phase"] == "L2" and "hint" in logs[0] and "hint" in logs[3]
+    assert events.counts["charger_overdraw"] == 1

@@ -6,7 +6,9 @@ set, recent online/offline changes for flapping) and a short ring of recent even
 view. Event names are stable: ``device_online``, ``device_offline``, ``device_flapping``,
 ``meter_stale``, ``meter_fresh``, ``charger_warning_set``, ``charger_warning_cleared``,
 ``charger_error_set``, ``charger_error_cleared``, ``setpoint_changed``, ``config_mismatch``,
-``device_identity_mismatch``, ``watchdog_programmed``.
+``device_identity_mismatch``, ``watchdog_programmed``, and what the engine notices
+(:meth:`EventLog.engine_notice`): ``overload_measured``, ``phase_switch_not_followed``,
+``charger_overdraw``, ``meter_implausible``, ``meter_plausible``.
 """
 
 from __future__ import annotations
@@ -30,12 +32,28 @@ FLAP_LIMIT = 5
 #: NFC module fault (ReaderFailure); the other warnings are not faults in OCPP terms.
 EVC2_WARNING_OCPP_CODES: Mapping[int, str] = MappingProxyType({9: "ReaderFailure"})
 
+_NOTICE_LEVELS = {
+    "overload_measured": "error",
+    "phase_switch_not_followed": "warning",
+    "charger_overdraw": "warning",
+    "meter_implausible": "warning",
+    "meter_plausible": "info",
+}
+
 _HINTS = {
     "device_offline": "check power, wiring, termination, unit id and baud rate",
     "device_flapping": "intermittent link: check wiring, termination, bias and baud rate",
     "meter_stale": "the engine uses the configured fallback load until the meter answers",
     "config_mismatch": "changed outside ampgate (e.g. the TeltoCharge app); ampgate re-applies it",
     "device_identity_mismatch": "wrong device at this unit id or wrong model in the site file",
+    "overload_measured": "the meter shows the fuse over its limit: ampgate lowered the chargers "
+    "on that phase; if it repeats, check headroom, meter lag and cars ignoring their setpoint",
+    "phase_switch_not_followed": "the charger kept its phases after a write of reg 14: check its "
+    "firmware and phase-switching settings; ampgate stops switching it for a while",
+    "charger_overdraw": "the car draws more than its setpoint allows: ampgate budgets what it "
+    "draws; check the car and the charger's current measurement",
+    "meter_implausible": "the meter answers but its values contradict the chargers' readings: "
+    "ampgate holds the last building load, then uses the fallback load; check the meter",
 }
 
 
@@ -89,6 +107,16 @@ class EventLog:
         if device is not None:
             context["device"] = device
         getattr(self._log, level)(name, **context)
+
+    def engine_notice(self, kind: str, subject: str, detail: Mapping[str, Any]) -> None:
+        """Log what the engine noticed this cycle (``ampgate.dlm.Notice``) as its event.
+
+        The subject is a group for ``overload_measured`` and a device otherwise; a kind this
+        module does not know is logged as a warning under its own name.
+        """
+        level = _NOTICE_LEVELS.get(kind, "warning")
+        key = "group" if kind == "overload_measured" else "device"
+        self.emit(kind, level, **{key: subject}, **dict(detail))
 
     # -- availability -----------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class Gateway(DeviceProgramming, SetpointWrites):
         self.last_cycle_seconds: float | None = None
         self.reason_counts: dict[str, int] = {}
         self.overloads = 0
+        """Cycles in which a meter showed a fuse phase over limit − headroom."""
+        self.overloads_by_phase: dict[tuple[str, int], int] = {}
         self.chargers: dict[str, ChargerRuntime] = {}
         self.meters: dict[str, MeterRuntime] = {}
         self._buses: list[Any] = []
@@ -260,10 +262,13 @@ class Gateway(DeviceProgramming, SetpointWrites):
     def _observe(self, allocation: Allocation) -> None:
         for sp in allocation.setpoints.values():
             self.reason_counts[sp.reason_code] = self.reason_counts.get(sp.reason_code, 0) + 1
-        for acc in allocation.accounts:
-            if acc.non_ev_source == "meter" and acc.non_ev_load + acc.allocated > acc.limit:
-                self.overloads += 1
-                break
+        if allocation.overloads:
+            self.overloads += 1
+        for overload in allocation.overloads:
+            key = (overload.group, overload.phase)
+            self.overloads_by_phase[key] = self.overloads_by_phase.get(key, 0) + 1
+        for notice in allocation.notices:
+            self.events.engine_notice(notice.kind, notice.subject, notice.detail)
 
     def _meter_events(self, now: float) -> None:
         limit = self.config.dlm.meter_stale_seconds

@@ -162,6 +162,10 @@ def _groups(gateway: Gateway) -> tuple[GroupSnapshot, ...]:
                 allocated_amperes=acc.allocated,
                 available_amperes=acc.available,
                 headroom_amperes=acc.headroom,
+                measured_amperes=acc.measured,
+                non_ev_uncertainty_amperes=acc.uncertainty,
+                non_ev_source=acc.non_ev_source,
+                overload_measured_total=gateway.overloads_by_phase.get((acc.group, acc.phase), 0),
             )
         )
     return tuple(

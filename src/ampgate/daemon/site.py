@@ -33,6 +33,11 @@ def engine_settings(config: SiteConfig) -> EngineSettings:
         meter_stale_after_s=dlm.meter_stale_seconds,
         meter_hold_s=dlm.meter_hold_seconds,
         meter_lag_allowance_s=dlm.meter_lag_seconds,
+        phase_switch_timeout_s=dlm.phase_switch_timeout_seconds,
+        phase_switch_retry_s=dlm.phase_switch_retry_seconds,
+        overdraw_margin_a=dlm.overdraw_margin_amps,
+        overdraw_pause_s=dlm.overdraw_pause_seconds,
+        meter_frozen_change_a=dlm.meter_frozen_change_amps,
     )
 
 

@@ -366,6 +366,14 @@ class PhaseAllocation:
     allocated_amperes: float
     available_amperes: float
     headroom_amperes: float
+    measured_amperes: float | None = None
+    """What the meter shows through the fuse, chargers included (None: no live meter)."""
+    non_ev_uncertainty_amperes: float = 0.0
+    """How far the building-load estimate may be off while cars change their draw."""
+    non_ev_source: str = "static"
+    """Where the building load came from: meter, held, fallback or static (no meter)."""
+    overload_measured_total: int = 0
+    """Cycles in which the meter showed this phase over limit − headroom."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +396,7 @@ class DlmSnapshot:
     cycles_total: int = 0
     last_cycle_duration_seconds: float | None = None
     overload_detected_total: int = 0
-    """Cycles where a measured phase exceeded its limit; should stay zero."""
+    """Cycles where a meter showed a fuse phase over limit − headroom; should stay zero."""
 
 
 @dataclass(frozen=True, slots=True)

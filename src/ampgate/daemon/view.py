@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 LEGEND = (
     "DLM: each cycle ampgate reads the grid meter, takes off the chargers' own draw to get the",
     "building load, and shares what the fuse leaves among the cars (0 or 6-32 A each).",
-    "Bars: # building load (estimated high while cars change their draw), = cars' setpoints,",
+    "Bars: # building load (the meter minus what the chargers measured), = cars' setpoints,",
     "| fuse limit. Setpoints drop in the same cycle the load rises and ramp back up slowly.",
     "If ampgate dies, the chargers fall back to their failsafe current.",
 )
