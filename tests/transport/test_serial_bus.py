@@ -222,3 +222,25 @@ async def test_cancelled_callers_do_not_wedge_the_bus(socat_pair):
     finally:
         await bus.close()
         await responder.stop()
+
+
+async def test_answer_to_a_cancelled_request_is_not_taken_for_the_next_one(socat_pair):
+    a, b = socat_pair
+    unit = Unit(regs(10), behaviour="late:0.15")
+    responder = RawRtuResponder(b, {6: unit})
+    await responder.start()
+    bus = SerialBus(a, baudrate=19200, timeout=0.3, retries=0, quiet_after_timeout=0.05)
+    try:
+        cancelled = asyncio.ensure_future(bus.read_registers(6, 3, 0, 2))
+        await asyncio.sleep(0.05)  # on the wire, its answer (10, 11) comes at 0.15 s
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        unit.behaviour = "late:0.01"
+        result = await asyncio.wait_for(bus.read_registers(6, 3, 2, 2), 1.0)
+        assert result.words == (12, 13), "the cancelled request's answer must be discarded"
+        gap = responder.seen[1].at - responder.seen[0].at
+        assert gap >= 0.15, "the next request waited for the cancelled one's answer"
+        assert gap < 0.3 + 0.1, "the drain ends once the answer has come, not at the timeout"
+    finally:
+        await bus.close()
+        await responder.stop()

@@ -96,6 +96,8 @@ class ModbusBus:
         self._health: dict[int, HealthTracker] = {}
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
+        self._drain: asyncio.Task[None] | None = None
+        """Holds the line after a request cancelled on the wire (see :meth:`_drain_line`)."""
         self._closed = False
         self._in_flight = False
         self._last_activity = 0.0
@@ -149,7 +151,8 @@ class ModbusBus:
             try:
                 await self._attempt(job)
             except asyncio.CancelledError:
-                self._release()
+                if not job.draining:  # else the drain gives the bus back once the line is quiet
+                    self._release()
                 raise
             except Exception as exc:  # a bug must not stop the bus for every other device
                 self._in_flight = False
@@ -229,6 +232,8 @@ class ModbusBus:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._drain is not None:
+            self._drain.cancel()
         for slot in self._scheduler.drain():
             turn = slot.item.turn
             if turn is not None and not turn.done():
@@ -342,6 +347,14 @@ class ModbusBus:
         start = _monotonic()
         try:
             response = await self._call(request)
+        except asyncio.CancelledError:
+            if self.settings.quiet_after_timeout > 0:
+                # The caller gave up with the request on the wire: its answer may still come.
+                # Hold the line until it has (or the timeout passed), so it is never taken for
+                # the next request's answer.
+                job.draining = True
+                self._drain = asyncio.get_running_loop().create_task(self._drain_line(start))
+            raise
         except _BadFrame as exc:
             job.kind, job.detail = _CRC, str(exc)
         except ConnectionException as exc:
@@ -374,6 +387,22 @@ class ModbusBus:
             limit = self.settings.reconnect_after_unanswered
             if limit is not None and self._unanswered_in_row >= limit:
                 client.close()
+
+    async def _drain_line(self, sent_at: float) -> None:
+        """After a cancelled request: wait for its answer to end (or the timeout), then release."""
+        try:
+            quiet = self.settings.quiet_after_timeout
+            deadline = sent_at + self.settings.timeout
+            while (now := _monotonic()) < deadline:
+                heard = self._last_rx >= sent_at
+                if heard and now - self._last_rx >= quiet:
+                    break
+                await asyncio.sleep(min(quiet, deadline - now))
+            self._client.ctx.recv_buffer = b""
+            self._last_activity = _monotonic()
+        finally:
+            self._drain = None
+            self._release()
 
     async def _wait_for_quiet_line(self) -> None:
         """Wait until nothing was received for ``quiet_after_timeout`` (bounded by timeout)."""

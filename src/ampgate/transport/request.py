@@ -65,7 +65,7 @@ class Job:
 
     __slots__ = (
         *("request", "priority", "turn", "attempts", "kind", "detail"),
-        *("words", "code", "rtt", "finished_at"),
+        *("words", "code", "rtt", "finished_at", "draining"),
     )
 
     def __init__(self, request: Request, priority: bool) -> None:
@@ -84,3 +84,5 @@ class Job:
         self.rtt: float | None = None
         self.finished_at: float | None = None
         """Monotonic time the latest answer arrived."""
+        self.draining = False
+        """Cancelled on the wire: the bus is held until the line is quiet, then released."""
