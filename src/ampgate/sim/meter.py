@@ -152,6 +152,17 @@ class MeterSimulator:
         """Exported energy counter, kWh (unrounded)."""
         return self._export_wh / 1000.0
 
+    def settle(self) -> None:
+        """Show the present load at once, as a meter that has been measuring it for a while.
+
+        A simulator built before the loads behind it were attached would otherwise show
+        none of them until its next register refresh.
+        """
+        self._history.clear()
+        self._published_at = -float("inf")
+        self._sample(self._now)
+        self._refresh(self._now)
+
     def advance(self, now: float | None = None) -> None:
         """Integrate energy up to ``now`` (default ``clock()``) and take a new sample.
 

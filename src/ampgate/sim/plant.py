@@ -103,11 +103,15 @@ class Plant:
                 seed=i + 1,
             )
             self.meter_faults[name] = Faults()
+        self.charger_faults: dict[str, Faults] = {name: Faults() for name in self.chargers}
+        """Faults of each charger's served device (a test makes one silent)."""
         self._script = sorted(self._script_entries(), key=lambda e: e[0])
         self._done = 0
         self.cars: dict[str, CarPlan] = {}
         """Cars plugged in now, by charger."""
         self.step(clock())
+        for meter_sim in self.meters.values():  # the site ran before the gateway started
+            meter_sim.settle()
 
     def _building_profile(self, group: str):
         below = self.groups_below[group]
@@ -135,7 +139,9 @@ class Plant:
 
     def devices(self) -> dict[str, FaultyDevice]:
         """Every device by name, wrapped for fault injection (serve them by unit id)."""
-        out = {name: FaultyDevice(sim) for name, sim in self.chargers.items()}
+        out = {
+            name: FaultyDevice(sim, self.charger_faults[name]) for name, sim in self.chargers.items()
+        }
         for name, meter in self.meters.items():
             out[name] = FaultyDevice(meter, self.meter_faults[name])
         return out
