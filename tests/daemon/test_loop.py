@@ -37,12 +37,49 @@ async def test_watchdog_and_failsafe_are_programmed_on_every_charger(site):
     gateway = Gateway(site.config())
     try:
         await gateway.start()
+        # start() sends nothing: the first cycle identifies each charger by its fast poll
+        assert all(s.image.raw("communication_timeout") == 30 for s in site.chargers.values())
+        await gateway.cycle()
+        await gateway.settle()
         for name, sim in site.chargers.items():
             assert sim.image.raw("communication_timeout") == 2, name
             assert sim.image.raw("failsafe_current") == 6, name
-        assert _setpoints(site) == {"c1": 0, "c2": 0}  # nothing before a first measurement
     finally:
         await gateway.shutdown(write=False)
+
+
+async def test_chargers_found_at_32_a_are_lowered_before_they_are_programmed():
+    # The factory setpoint is 32 A; two cars draw it through a 32 A fuse with 10 A of building
+    # load. The first cycle's lowering writes go out before any watchdog/failsafe write.
+    site = await start_site(2, limit=32, building=(10.0, 10.0, 10.0))
+    order: list[tuple[str, int, int]] = []
+    for name, sim in site.chargers.items():
+        sim.write(15, [32])  # the factory setpoint, as found
+        sim.plug_in(ElectricVehicle(phases=3, max_current=32, reaction_delay=2.0), charging=True)
+        original = sim.write
+
+        def spy(address, values, _name=name, _original=original):
+            order.append((_name, address, int(values[0])))
+            return _original(address, values)
+
+        sim.write = spy  # type: ignore[method-assign]
+    gateway = Gateway(site.config())
+    try:
+        await gateway.start()
+        assert order == []
+        began = time.monotonic()
+        await gateway.cycle()
+        lowered_within = time.monotonic() - began
+        await gateway.settle()
+        for name in site.chargers:
+            mine = [(a, v) for n, a, v in order if n == name]
+            assert mine[0][0] == 15 and mine[0][1] < 32, mine  # the lowering comes first
+            assert (19, 2) in mine, mine  # then the watchdog (regs 19, 20 in one write)
+        assert lowered_within < 1.0  # one cycle: a round of polls, the meter, the writes
+        assert sum(_setpoints(site).values()) <= 32 - 10
+    finally:
+        await gateway.shutdown(write=False)
+        await site.stop()
 
 
 async def test_load_step_is_answered_within_one_cycle_and_the_fuse_holds(site):
@@ -253,6 +290,8 @@ async def test_each_poll_is_one_request_and_slow_reads_are_spread_over_cycles():
     gateway = Gateway(site.config(slow_poll_every=4))
     try:
         await gateway.start()
+        await _cycles(gateway, 1)  # the first poll identifies; the settings read follows it
+        await gateway.settle()
         for reads_of in reads.values():
             reads_of.clear()
         for n in range(1, 9):

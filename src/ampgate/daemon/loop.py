@@ -1,8 +1,12 @@
 """The gateway: poll → allocate → write, with watchdog/failsafe programming and drift repair.
 
-One :class:`Gateway` runs one site config. :meth:`Gateway.start` opens the buses, identifies
-every device (refusing a mismatching one with ``device_identity_mismatch``), reads the current
-settings and programs each charger's watchdog (reg 19) and failsafe current (reg 20).
+One :class:`Gateway` runs one site config. :meth:`Gateway.start` opens the buses and sends
+nothing. A charger is identified by its first fast poll (the identification register is in it;
+a mismatching unit is refused with ``device_identity_mismatch`` and never written), a meter by
+its identification reads before its first measurement. Safety comes first at start-up: the
+first cycle waits for every charger's first poll, lowers those found above their share, and
+only then reads each new charger's settings and programs its watchdog (reg 19) and failsafe
+current (reg 20); until that is done a charger is only ever lowered.
 :meth:`Gateway.cycle` then does, every cycle:
 
 1. poll the fast fields of every charger whose previous poll is done (settings, identity and
@@ -10,7 +14,8 @@ settings and programs each charger's watchdog (reg 19) and failsafe current (reg
    its own requests, waiting at most ``cycle_seconds / POLL_WAIT_FRACTION`` for those on TCP;
 2. read every meter and, once a complete first measurement exists, call
    :func:`ampgate.dlm.allocate` with the meter reading and each charger's latest reading,
-   each time-stamped when it was taken (the engine aligns them to the meter reading);
+   each time-stamped when it was taken (the engine takes a charger's draw over the range of
+   readings the meter's window may cover);
 3. write only the setpoints that differ from what the charger reports (lowering writes on the
    bus's priority lane), and re-write an unchanged setpoint when the last write is older than a
    third of the watchdog so a live gateway never trips it;
@@ -19,7 +24,8 @@ settings and programs each charger's watchdog (reg 19) and failsafe current (reg
 5. publish a snapshot for metrics and /healthz.
 
 A device that fails is marked offline and the engine assumes the worst for it; it never stops
-the loop. :meth:`Gateway.shutdown` writes the shutdown current and closes the buses.
+the loop. :meth:`Gateway.run` stops within ``STOP_GRACE_S`` of a stop request even on a dead
+line; :meth:`Gateway.shutdown` writes the shutdown current and closes the buses.
 
 Start-up and programming live in :mod:`ampgate.daemon.programming`, the output side (setpoint,
 phase and failsafe writes, watchdog refresh) in :mod:`ampgate.daemon.writes`.
@@ -53,6 +59,12 @@ from ampgate.logging import get_logger
 
 POLL_WAIT_FRACTION = 4
 """A cycle waits at most cycle_seconds / this for its charger polls before reading the meters."""
+STARTUP_POLL_WAIT_S = 30.0
+"""Until the first allocation a cycle waits this long at most for every charger's first poll
+(a silent unit costs its timeout and retries once; the bound keeps a wedged bus from holding
+the loop)."""
+STOP_GRACE_S = 1.0
+"""On stop, a cycle still running (a dead line's timeouts) gets this long, then is cancelled."""
 
 
 class Gateway(DeviceProgramming, SetpointWrites):
@@ -91,6 +103,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
         """Each charger's poll in progress: polled on its own, so a silent or slow charger
         never delays the readings of the others (the engine needs them fresh)."""
         self._writes: dict[str, asyncio.Task[None]] = {}
+        self._bring_ups: dict[str, asyncio.Task[None]] = {}
         self._write_targets: dict[str, int] = {}
         self._poll_rounds: dict[str, int] = {}
         self._serial_chargers = frozenset(
@@ -107,7 +120,13 @@ class Gateway(DeviceProgramming, SetpointWrites):
     # ------------------------------------------------------------------ start-up
 
     async def start(self) -> None:
-        """Open the buses, identify every device, read settings, program watchdog/failsafe."""
+        """Open the buses and set up every device; nothing is sent until the first cycle.
+
+        A charger is identified by its first fast poll (the identity register is in it), so
+        the first cycle can lower a charger found above its share before anything else goes on
+        the bus; its settings are read and its watchdog and failsafe programmed right after
+        (:meth:`_bring_up_chargers`).
+        """
         self.started_at = self.clock()
         self._buses, chargers, meters = open_devices(self.config)
         self.chargers = {
@@ -118,46 +137,40 @@ class Gateway(DeviceProgramming, SetpointWrites):
             n: MeterRuntime(name=n, device=d, config=self.config.meters[n])
             for n, d in meters.items()
         }
-        await asyncio.gather(
-            *(self._identify(rt) for rt in [*self.meters.values(), *self.chargers.values()])
-        )
-        plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
-        await asyncio.gather(
-            *(
-                self._program(rt, plan[rt.name])
-                for rt in self.chargers.values()
-                if rt.online and not rt.refused
-            )
-        )
         self._publish()
 
     # ------------------------------------------------------------------ one cycle
 
     async def cycle(self) -> Allocation | None:
-        """Run one cycle: charger polls → meters → allocate → write.
+        """Run one cycle: charger polls → meters → allocate → write → bring up new chargers.
 
         Each charger's poll starts with the cycle unless its previous one is still on the bus
         (a slow RS485 line, a silent unit). The cycle waits for the polls of chargers on TCP at
         most ``cycle_seconds / POLL_WAIT_FRACTION`` (not for RS485 ones: a line's round takes
-        most of a cycle and the wait would delay the reaction), then reads the meters: a
-        charger reading taken just before the meter reading lets the engine
-        (``align_reading_times``) subtract the chargers' draw as the meter saw it without
-        assuming more change than can have happened in between; a charger still on the bus
-        keeps its older, time-stamped reading and the engine bounds its draw conservatively.
-        The engine runs and lowering writes take the bus's priority lane at once, so a load
-        step is answered one cycle period (plus that wait on TCP) plus, on RS485, the request
-        already on the wire and the write's own wire time after it happens.
+        most of a cycle and the wait would delay the reaction), then reads the meters; a
+        charger still on the bus keeps its older, time-stamped reading and the engine takes
+        its draw over the range the meter's reading may cover. Until the first allocation the
+        cycle waits for every first poll (RS485 too): the first decision comes one meter read
+        after the first round. The engine runs and lowering writes take the bus's priority
+        lane at once, so a load step is answered one cycle period (plus that wait on TCP) plus,
+        on RS485, the request already on the wire and the write's own wire time after it
+        happens. Chargers seen for the first time (or back) have their settings read and
+        their watchdog and failsafe programmed after those writes.
         """
         began = self.clock()
         self.cycles += 1
         self._start_polls()
+        first = self.allocation is None
         pending = [
             task
             for name, task in self._polls.items()
-            if not task.done() and name not in self._serial_chargers
+            if not task.done() and (first or name not in self._serial_chargers)
         ]
         if pending:
-            await asyncio.wait(pending, timeout=self.config.dlm.cycle_seconds / POLL_WAIT_FRACTION)
+            wait = (
+                STARTUP_POLL_WAIT_S if first else self.config.dlm.cycle_seconds / POLL_WAIT_FRACTION
+            )
+            await asyncio.wait(pending, timeout=wait)
         await asyncio.gather(*(self._poll_meter(rt) for rt in self.meters.values()))
         now = self.clock()
         allocation = None
@@ -170,10 +183,24 @@ class Gateway(DeviceProgramming, SetpointWrites):
             self.allocation = allocation
             await self._write_all(allocation, now)
             self._observe(allocation)
+            self._bring_up_chargers()
         self._meter_events(now)
         self.last_cycle_seconds = self.clock() - began
         self._publish()
         return allocation
+
+    def _bring_up_chargers(self) -> None:
+        """Read settings and program watchdog/failsafe of chargers identified this cycle.
+
+        Runs in the background after the cycle's lowering writes, so a charger found at 32 A
+        is lowered first; the same task then takes the charger's turn on the bus.
+        """
+        for rt in self.chargers.values():
+            task = self._bring_ups.get(rt.name)
+            if not rt.bring_up_due or (task is not None and not task.done()):
+                continue
+            rt.bring_up_due = False
+            self._bring_ups[rt.name] = asyncio.create_task(self._bring_up(rt))
 
     def _start_polls(self) -> None:
         """Start a poll of every charger whose previous poll is done.
@@ -193,7 +220,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
 
     async def settle(self) -> None:
         """Wait for the charger polls and background writes in progress (tests, benchmarks)."""
-        tasks = [*self._polls.values(), *self._writes.values()]
+        tasks = [*self._polls.values(), *self._writes.values(), *self._bring_ups.values()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _poll_meter(self, rt: MeterRuntime) -> None:
@@ -220,18 +247,6 @@ class Gateway(DeviceProgramming, SetpointWrites):
         if rt.refused:
             return
         was_online = rt.online
-        if not was_online:
-            # Back (or first seen) after being silent: identify it before anything else, so a
-            # unit that was silent at start-up or was swapped is refused, never written; then
-            # program watchdog/failsafe before the engine gets its reading (safety).
-            try:
-                await self._identify(rt)  # identity, then the slow read
-                if rt.online and not rt.refused:
-                    await self._repair_drift(rt)
-            finally:
-                rt.polled = True
-            if not rt.online or rt.refused:
-                return
         try:
             fast = await rt.device.read_fast()
         except AmpgateError as exc:
@@ -240,8 +255,15 @@ class Gateway(DeviceProgramming, SetpointWrites):
         finally:
             rt.polled = True
         values = fast.readings
-        rt.values.update(values)
         self._succeeded(rt)
+        if not was_online:
+            # First seen, or back after being silent: the fast poll carries the identity
+            # register, so a unit that was silent at start-up or was swapped is refused and
+            # never written; its settings and programming follow the cycle's writes.
+            if not self._accept_identity(rt, rt.device.identity_from(values)):
+                return
+            rt.bring_up_due = True
+        rt.values.update(values)
         rt.measured_at = rt.last_ok
         amps = raw_of(values, "amps_to_use")
         if amps is not None:
@@ -302,10 +324,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
         period = self.config.dlm.cycle_seconds
         next_at = self.clock()
         while not stop.is_set():
-            try:
-                await self.cycle()
-            except Exception as exc:  # the loop must survive anything a cycle throws
-                self.log.exception("cycle_failed", problem=str(exc))
+            await self._cycle_unless_stopped(stop)
             if on_cycle is not None:
                 on_cycle(self)
             next_at += period
@@ -313,6 +332,31 @@ class Gateway(DeviceProgramming, SetpointWrites):
             next_at = max(next_at, now)  # overran: start the next cycle at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - now))
+
+    async def _cycle_unless_stopped(self, stop: asyncio.Event) -> None:
+        """Run one cycle; when ``stop`` is set meanwhile, give it STOP_GRACE_S, then cancel it.
+
+        A cycle on a dead line can take the timeouts and retries of every unit; stopping must
+        not wait for them (systemd's TimeoutStopSec). A failing cycle is logged, never raised.
+        """
+        task = asyncio.create_task(self.cycle())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=STOP_GRACE_S)
+            if not task.done():
+                task.cancel()
+                self.log.warning("cycle_cancelled_on_stop", grace_seconds=STOP_GRACE_S)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except Exception as exc:  # the loop must survive anything a cycle throws
+            self.log.exception("cycle_failed", problem=str(exc))
+        finally:
+            stopped.cancel()
 
     async def shutdown(
         self,
@@ -326,7 +370,8 @@ class Gateway(DeviceProgramming, SetpointWrites):
         ``only``: write the shutdown current to these chargers alone (a reload that drops
         chargers from the config leaves them at a safe current, not their last setpoint).
         """
-        background = [t for t in (*self._polls.values(), *self._writes.values()) if not t.done()]
+        running = (*self._polls.values(), *self._writes.values(), *self._bring_ups.values())
+        background = [t for t in running if not t.done()]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

@@ -42,6 +42,12 @@ class DeviceProgramming:
         if isinstance(rt, ChargerRuntime):
             await self._read_slow(rt)
 
+    async def _bring_up(self, rt: ChargerRuntime) -> None:
+        """Read a newly identified charger's settings; program its watchdog and failsafe."""
+        await self._read_slow(rt)
+        if rt.online and not rt.refused:
+            await self._repair_drift(rt)
+
     async def _read_slow(self, rt: ChargerRuntime) -> None:
         try:
             slow = await rt.device.read_slow()

@@ -80,6 +80,9 @@ class ChargerRuntime(DeviceRuntime):
     failsafe: int | None = None
     """Failsafe current (reg 20) as programmed and verified."""
     phase_to_use: int | None = None
+    bring_up_due: bool = False
+    """Identified by its fast poll (first seen, or back after being offline): its settings are
+    still to be read and its watchdog/failsafe checked, after this cycle's lowering writes."""
 
 
 @dataclass(slots=True)

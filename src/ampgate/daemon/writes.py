@@ -79,9 +79,16 @@ class SetpointWrites:
         self, rt: ChargerRuntime, setpoint: Setpoint | None, failsafe: Any, now: float
     ) -> None:
         """Write one charger's setpoint (if changed or due for a refresh) and failsafe plan."""
-        if setpoint is None or rt.refused or not rt.online or rt.watchdog is None:
-            return  # rt.watchdog None: not yet identified and programmed (reg 19/20)
+        if setpoint is None or rt.refused or not rt.online:
+            return
         rt.target, rt.reason, rt.reason_code = setpoint.amps, setpoint.reason, setpoint.reason_code
+        if rt.watchdog is None:
+            # Identified, watchdog and failsafe not yet programmed (that follows this cycle's
+            # writes): only a lowering goes out, so a charger found at 32 A is lowered first
+            # and nothing is raised on a charger that would not fall back if ampgate died.
+            if rt.setpoint is not None and setpoint.amps < rt.setpoint:
+                await self._apply_setpoint(rt, setpoint, now)
+            return
         wanted_failsafe = (self._fixed_failsafe or failsafe).get(rt.name)
         if (
             wanted_failsafe is not None

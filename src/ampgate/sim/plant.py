@@ -140,7 +140,8 @@ class Plant:
     def devices(self) -> dict[str, FaultyDevice]:
         """Every device by name, wrapped for fault injection (serve them by unit id)."""
         out = {
-            name: FaultyDevice(sim, self.charger_faults[name]) for name, sim in self.chargers.items()
+            name: FaultyDevice(sim, self.charger_faults[name])
+            for name, sim in self.chargers.items()
         }
         for name, meter in self.meters.items():
             out[name] = FaultyDevice(meter, self.meter_faults[name])
