@@ -65,14 +65,19 @@ def test_maps_evc2_table_shows_address_type_order_scale_unit_range_and_verified(
 
 
 def test_maps_marks_unverified_fields_and_explains_them(capsys):
-    rmap = load_map("siemens-7km2200")
+    rmap = load_map("eastron-sdm630")
     unverified = [f.name for f in rmap.fields if not f.verified]
-    assert unverified, "the Siemens map keeps its unresolved frequency address unverified"
-    assert main(["maps", "siemens-7km2200"]) == 0
+    assert unverified, "the SDM630 map keeps its unconfirmed meter code unverified"
+    assert main(["maps", "eastron-sdm630"]) == 0
     out = capsys.readouterr().out
     for name in unverified:
         assert _row(out, name)[-1] == "NO"
         assert f"  {name}: " in out.split("unverified:")[1]
+
+
+def test_maps_shows_a_maps_holes_and_missing_identification(capsys):
+    assert main(["maps", "siemens-7km2200"]) == 0
+    out = capsys.readouterr().out
     assert "identification: none" in out
     assert "hole: registers 43-53" in out
 

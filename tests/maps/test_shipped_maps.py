@@ -198,8 +198,7 @@ def test_siemens_plan_splits_around_the_missing_registers_43_to_53() -> None:
     rmap = load_map("siemens-7km2200")
     plan = plan_reads(rmap, ["power_l3", "frequency"], gap=100)
     assert len(plan) == 2  # registers 29-56 would span the hole 43-53
-    assert not rmap.field("frequency").verified
-    assert "46" in rmap.field("frequency").note
+    assert rmap.field("frequency").address == 55  # confirmed by two public drivers
 
 
 def test_eastron_measurements_are_input_registers_and_identity_holding() -> None:
@@ -220,20 +219,27 @@ def test_eastron_measurements_are_input_registers_and_identity_holding() -> None
         "eastron-sdm120": [(0x0020,)],
     }
     limits = {m: load_map(m).max_registers_per_request for m in codes}
-    assert limits["eastron-sdm630"] == 80
+    assert limits["eastron-sdm630"] == 60  # the SDM630 protocol document V1.7
     assert limits["eastron-sdm72d"] == 60
 
 
-def test_phoenix_energy_direction_is_marked_unverified() -> None:
+def test_phoenix_energy_import_is_0x8100_and_export_0x8106() -> None:
     rmap = load_map("phoenix-eem-mb371")
+    assert rmap.field("energy_import").address == 0x8100  # Ea+ "Bezug"
+    assert rmap.field("energy_export").address == 0x8106  # Ea- "Abgabe"
     for name in ("energy_import", "energy_export"):
-        f = rmap.field(name)
-        assert not f.verified
-        assert "disagree" in f.note
-    assert {rmap.field("energy_export").address, rmap.field("energy_import").address} == {
-        0x8100,
-        0x8106,
-    }
+        assert rmap.field(name).unit == "Wh" and rmap.field(name).word_order == "CDAB"
+
+
+def test_sdm72d_map_says_it_fits_the_v2_only() -> None:
+    rmap = load_map("eastron-sdm72d")
+    assert "v2" in rmap.model.name
+
+
+def test_no_shipped_map_names_a_path_outside_the_repository() -> None:
+    for path in sorted(MAPS_DIR.glob("*.toml")):
+        text = path.read_text()
+        assert "/work/" not in text and "/shared/" not in text, path.name
 
 
 def test_abb_single_phase_is_a_variant_with_the_same_registers() -> None:
