@@ -43,10 +43,17 @@ class DeviceProgramming:
             await self._read_slow(rt)
 
     async def _bring_up(self, rt: ChargerRuntime) -> None:
-        """Read a newly identified charger's settings; program its watchdog and failsafe."""
-        await self._read_slow(rt)
+        """Program a newly identified charger's watchdog and failsafe, then read its settings.
+
+        The programming writes go first, on the priority lane: until they are done the charger
+        is only ever lowered, so on a busy RS485 line they must not wait behind the polls (a
+        car plugged in at start-up would wait for its current). A charger back after being
+        offline may have rebooted to its defaults: it is programmed again. The slow read follows.
+        """
+        rt.watchdog = rt.failsafe = None
+        await self._repair_drift(rt)
         if rt.online and not rt.refused:
-            await self._repair_drift(rt)
+            await self._read_slow(rt)
 
     async def _read_slow(self, rt: ChargerRuntime) -> None:
         try:

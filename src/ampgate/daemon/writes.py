@@ -53,15 +53,17 @@ class SetpointWrites:
                 continue
             lowering = rt.setpoint is None or setpoint.amps < rt.setpoint
             (urgent if lowering else later).append((rt, setpoint))
-        # A background write still waiting for the bus must never land after a newer decision:
-        # cancel it when the target changed (a cancelled queued request is never sent; one
-        # already on the wire is followed by the new write).
+        # A background write still waiting for the bus must never land above a newer decision:
+        # cancel it when the new target is lower (a cancelled queued request is never sent; one
+        # already on the wire is followed by the new write). One towards a higher target (a
+        # ramp) is left to land, or on a slow line each cycle's step would cancel the previous
+        # one before it reached the bus and the car would wait for the ramp's end.
         stale = [
             self._writes.pop(rt.name)
             for rt, sp in (*urgent, *later)
             if rt.name in self._writes
             and (not self._writes[rt.name].done())
-            and self._write_targets.get(rt.name) != sp.amps
+            and sp.amps < self._write_targets.get(rt.name, sp.amps)
         ]
         for task in stale:
             task.cancel()
