@@ -89,10 +89,11 @@ async def test_slow_cars_found_at_32_a_on_an_rs485_line():
     for charger in found:
         early = [amps for t, amps in run.setpoint_writes(charger) if t < 16.0]
         assert early and min(early) >= 6, (charger, early)
-    # cars arriving while the others are lowered get their current (c8, arriving at 12 s on a
-    # site near its limit, is the bench's "waiting with room" case: not asserted here)
+    # cars arriving while the others are lowered get their current (c8, arriving at 12 s, and
+    # the cars found at 32 A after the building step are the bench's "waiting with room" case
+    # on a slow line: not asserted here, measured by bench_daemon_scenarios)
     for car in sc.cars:
-        if car.arrive_s <= 9:
+        if 0 < car.arrive_s <= 9:
             assert (run.setpoint_before_stop(car.charger) or 0) >= 6, (car.id, run.writes)
 
 
