@@ -50,8 +50,8 @@ class DeviceProgramming:
         car plugged in at start-up would wait for its current). A charger back after being
         offline may have rebooted to its defaults: it is programmed again. The slow read follows.
         """
-        rt.watchdog = rt.failsafe = None
-        await self._repair_drift(rt)
+        rt.watchdog = rt.failsafe = None  # until programmed again, only lowering writes
+        await self._program_planned(rt)
         if rt.online and not rt.refused:
             await self._read_slow(rt)
 
@@ -97,11 +97,15 @@ class DeviceProgramming:
             "watchdog_programmed", device=rt.name, watchdog_seconds=watchdog, failsafe_amps=failsafe
         )
 
+    async def _program_planned(self, rt: ChargerRuntime) -> None:
+        """Program the watchdog and the failsafe current the site's failsafe plan gives ``rt``."""
+        plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
+        await self._program(rt, plan[rt.name])
+
     async def _repair_drift(self, rt: ChargerRuntime) -> None:
         """Compare reg 19/20 with what was programmed; report and re-apply a difference."""
         if rt.watchdog is None or rt.failsafe is None:
-            plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
-            await self._program(rt, plan[rt.name])
+            await self._program_planned(rt)
             return
         actual = {
             "communication_timeout": raw_of(rt.values, "communication_timeout"),

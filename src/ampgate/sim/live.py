@@ -81,12 +81,11 @@ async def run_live(
     """
     duration = scenario.duration_s if duration_s is None else min(duration_s, scenario.duration_s)
     settings = dict(dlm or {})
-    if scenario.transport == "rtu":
-        with virtual_serial_line() as line:
-            return await _run(
-                scenario, duration, sample_s, settings, keep_truths, during, on_cycle, line
-            )
-    return await _run(scenario, duration, sample_s, settings, keep_truths, during, on_cycle, None)
+    rtu = scenario.transport == "rtu"
+    with virtual_serial_line() if rtu else contextlib.nullcontext(None) as line:
+        return await _run(
+            scenario, duration, sample_s, settings, keep_truths, during, on_cycle, line
+        )
 
 
 async def _run(
