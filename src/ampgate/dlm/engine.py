@@ -16,8 +16,9 @@ One cycle, in order:
    their phases in all their groups (+ restart margin, after the restart delay, for a charger
    the engine paused); otherwise they pause at 0 A — nobody gets 1–5 A. A phase-switchable
    charger that does not fit on 3 phases may switch to 1 (at most once per interval);
-5. max-min fair water-filling of what is left, each charger between its minimum and the least of
-   its maximum, its under-draw cap and its ramp limit — :mod:`.fill`;
+5. max-min fair water-filling of what is left, each charger between its minimum and the lesser
+   of its maximum and its under-draw cap — :mod:`.fill`; a charger then gets at most its ramp
+   limit, the others keeping only their fair share (a late car's room is made at once);
 6. hysteresis on increases; increases only use current that is free even if this cycle's
    decreases have not taken effect yet (each charger counted at max(new, previous, measured)),
    and none while a group's meter is held;
@@ -94,8 +95,6 @@ def _describe(index: SiteIndex, resource: int, loads: dict[str, GroupLoad]) -> t
 def _hi_reason(v: ChargerView) -> tuple[str, str]:
     if v.hi_code == "underdraw":
         return f"lowered to measured draw + margin ({v.hi} A)", "underdraw"
-    if v.hi_code == "ramping":
-        return "ramping up", "ramping"
     return f"at charger maximum ({v.hi} A)", "at_max_current"
 
 
@@ -313,6 +312,11 @@ class _Cycle:
                 self.results[cid] = describe(index, by, self.loads)
             else:
                 self.results[cid] = _hi_reason(v)
+            if amps > v.ramp_hi:
+                # the fair share is computed without the ramp, so that the others are lowered
+                # to theirs at once; the ramp only delays this charger reaching its own
+                amps = v.ramp_hi
+                self.results[cid] = ("ramping up", "ramping")
             if v.lo <= v.previous < amps < v.previous + hysteresis:
                 amps = v.previous
                 self.results[cid] = ("steady: increase below hysteresis", "hysteresis")

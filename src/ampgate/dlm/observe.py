@@ -77,6 +77,7 @@ class ChargerView:
         "phases_before",
         "phases_in_use",
         "previous",
+        "ramp_hi",
         "recent_draw",
         "recent_targets",
         "reserve",
@@ -306,8 +307,7 @@ def observe_charger(
         hi, code = (lo if underdraw_cap < lo else underdraw_cap), "underdraw"
     step = ramp_step if ramp_step is not None else ramp_step_of(settings, dt)
     ramp_hi = setpoint + step if setpoint > 0 else max(lo, step)
-    if ramp_hi < hi:
-        hi, code = (lo if ramp_hi < lo else ramp_hi), "ramping"
+    v.ramp_hi = lo if ramp_hi < lo else ramp_hi
     v.spec, v.id, v.known, v.online, v.vehicle, v.wants = (
         spec, cid, memory is not None, online, vehicle, wants,
     )  # fmt: skip
