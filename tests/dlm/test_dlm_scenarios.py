@@ -368,3 +368,27 @@ def test_invalid_site_lists_every_problem():
     assert "operator_limit" in text and "'nowhere'" in text
     assert "max_current 40" in text and "failsafe_current 3" in text
     check_site(replace(bad, groups=(Group("main", (40.0, 40.0, 40.0)),), chargers=()))
+
+
+def test_a_late_car_makes_the_others_drop_to_their_fair_share_at_once_while_it_ramps():
+    site = site_of(
+        [Group("main", (40.0, 40.0, 40.0))],
+        [ChargerSpec(c, "main", max_current=32) for c in ("a", "b", "c")],
+    )
+    measure = follow(site)
+
+    def arrivals(now, alloc):
+        m = measure(now, alloc)
+        if now < 30:  # car c plugs in at 30 s
+            c = m.chargers["c"]
+            m.chargers["c"] = replace(c, vehicle=VehicleState.NOT_CONNECTED)
+        return m
+
+    allocs = run(site, arrivals, 45)
+    assert (allocs[29].setpoints["a"].amps, allocs[29].setpoints["b"].amps) == (20, 20)
+    arrival = allocs[30].setpoints
+    # the share of three is 13 A: a and b go there in the arrival cycle, not 3 A at a time
+    assert arrival["a"].amps <= 14 and arrival["b"].amps <= 14
+    assert [allocs[t].setpoints["c"].reason_code for t in (31, 32)] == ["ramping", "ramping"]
+    last = allocs[-1].setpoints
+    assert sorted(s.amps for s in last.values()) == [13, 13, 14]
