@@ -62,6 +62,9 @@ def row_of(run: LiveRun, scenario: Scenario, seconds: float, wall_s: float) -> d
     }
 
 
+_PREFIX = "python benchmarks/bench_daemon_scenarios.py "
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
@@ -71,13 +74,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         "# The daemon on the closed-loop scenarios, over Modbus",
         "",
-        f"`{meta['command']}` — {meta['date']}, Python {meta['python']}. Each scenario runs "
-        "in real time against the simulators over loopback Modbus (TCP, or RTU on a pty pair "
-        f"with line emulation), cut to at most {meta['seconds']:.0f} s of its script.",
+        f"Python {meta['python']}. Each scenario runs in real time against the simulators over "
+        "loopback Modbus (TCP, or RTU on a pty pair with line emulation), cut to the first "
+        "*run s* seconds of its script. A run of some scenarios (`--only`) replaces their rows "
+        "and keeps the others; each row names the command and the time it came from.",
         "",
         "| scenario | transport | chargers | run s | first / last lowering s | overload A·s "
-        "| beyond reaction A·s | waiting with room | energy / oracle | stop s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| beyond reaction A·s | waiting with room | energy / oracle | stop s | run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
@@ -85,7 +89,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
             f"| {_num(r['first_lowering_s'], '.2f')} / {_num(r['last_lowering_s'], '.2f')} "
             f"| {r['overload_amp_s']:.1f} | {r['overload_beyond_reaction_amp_s']:.1f} "
             f"| {100 * r['waiting_with_room_share']:.1f} % | {100 * r['energy_ratio']:.1f} % "
-            f"| {r['stop_s']:.2f} |"
+            f"| {r['stop_s']:.2f} | `{r['command'].removeprefix(_PREFIX)}` {r['date']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -98,7 +102,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger().setLevel(logging.WARNING)
-    files = sorted((HERE / "scenarios").glob("*.toml"))
+    all_files = sorted((HERE / "scenarios").glob("*.toml"))
+    files = all_files
     if args.only:
         files = [f for f in files if any(o in f.name for o in args.only)]
     rows = []
@@ -120,13 +125,34 @@ def main() -> int:
         "command": "python benchmarks/bench_daemon_scenarios.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": platform.python_version(),
-        "seconds": args.seconds,
     }
+    for row in rows:
+        row["command"], row["date"] = meta["command"], meta["date"]
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "daemon_scenarios.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
+    path = out / "daemon_scenarios.json"
+    rows = merged(_previous_rows(path), rows, [load_scenario(f).name for f in all_files])
+    path.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     (out / "daemon_scenarios.md").write_text(markdown(rows, meta))
     return 0
+
+
+def _previous_rows(path: Path) -> list[dict]:
+    """The rows of an earlier results file (none if there is none, or it has no dates)."""
+    try:
+        runs = json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [r for r in runs if "date" in r and "command" in r]
+
+
+def merged(previous: list[dict], new: list[dict], order: list[str]) -> list[dict]:
+    """The new rows, and the previous ones of scenarios not run this time, in scenario order
+    (a long run of one scenario does not erase the others' results)."""
+    by_name = {r["scenario"]: r for r in previous}
+    by_name.update((r["scenario"], r) for r in new)
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(by_name.values(), key=lambda r: rank.get(r["scenario"], len(rank)))
 
 
 if __name__ == "__main__":
