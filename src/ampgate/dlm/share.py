@@ -1,6 +1,6 @@
 """Steps after water-filling: hold back increases until current is released; imbalance caps.
 
-Both work on the engine's cycle (:class:`ampgate.dlm.engine._Cycle`): its views, flat
+Both work on the engine's cycle (:class:`ampgate.dlm.cycle.Cycle`): its views, flat
 ``capacity``/``fixed`` lists indexed by resource number, and the ``amps``/``results`` dicts.
 """
 
@@ -13,7 +13,7 @@ from ampgate.dlm.model import CAR_REACTION_S, WRITE_S, PhaseTriple
 from ampgate.dlm.observe import ChargerView
 
 if TYPE_CHECKING:
-    from ampgate.dlm.engine import _Cycle
+    from ampgate.dlm.cycle import Cycle
 
 EPS = 1e-9
 
@@ -28,7 +28,7 @@ def _previous(v: ChargerView) -> PhaseTriple:
 
 
 def _committed(
-    cycle: _Cycle, v: ChargerView, amps: int | None, before: PhaseTriple
+    cycle: Cycle, v: ChargerView, amps: int | None, before: PhaseTriple
 ) -> list[tuple[int, float]]:
     """Per resource, what a charger may draw this cycle: per phase, the largest of its new
     setpoint (``amps`` on its phases; None: no change), what was in effect before
@@ -71,7 +71,7 @@ def _rises(v: ChargerView, amps: int, before: PhaseTriple) -> bool:
     return any(amps > before[p] + EPS for p in v.site_phases)
 
 
-def hold_back_increases(cycle: _Cycle, admitted: list[ChargerView]) -> None:
+def hold_back_increases(cycle: Cycle, admitted: list[ChargerView]) -> None:
     """Grant increases only out of current that is already free.
 
     Every online charger is counted, per phase, at the largest of its new setpoint, the one in
@@ -140,7 +140,7 @@ def hold_back_increases(cycle: _Cycle, admitted: list[ChargerView]) -> None:
             load[r] += draw - own.get(r, 0.0)
 
 
-def _keep(cycle: _Cycle, v: ChargerView, text: str, code: str) -> None:
+def _keep(cycle: Cycle, v: ChargerView, text: str, code: str) -> None:
     """Leave a charger as it was before this cycle: its setpoint, and its phases if the engine
     was about to switch them."""
     if v.id in cycle.switched:
@@ -150,7 +150,7 @@ def _keep(cycle: _Cycle, v: ChargerView, text: str, code: str) -> None:
     cycle.results[v.id] = (text, code)
 
 
-def cap_imbalance(cycle: _Cycle, admitted: list[ChargerView]) -> None:
+def cap_imbalance(cycle: Cycle, admitted: list[ChargerView]) -> None:
     """Lower 1-/2-phase chargers on the heaviest phase until a group's imbalance fits."""
     index, amps = cycle.index, cycle.amps
     for g in cycle.site.groups:
