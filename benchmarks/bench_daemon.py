@@ -8,7 +8,7 @@ resident memory are the daemon's alone):
 
 * ``tcp-N`` for N = 10, 50, 100: N simulated EVC2 chargers, each on its own Modbus TCP port
   (one connection per charger, as on a site with chargers on the LAN), and an Eastron SDM630 on
-  TCP; the real :class:`~ampgate.daemon.loop.Gateway` runs its 1 s cycle.
+  TCP; the real :class:`~ampgate.gateway.loop.Gateway` runs its 1 s cycle.
 * ``rtu-8``: 8 chargers on one RS485 line at 9600 baud 8N1, a socat pty pair with the
   simulator's line emulation on (answers leave after their wire time), meter on TCP.
 
@@ -145,7 +145,7 @@ def rss_mb() -> float:
 async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dict:
     """Daemon process: start the simulator child, run the gateway, measure."""
     from ampgate.config import check_config_text
-    from ampgate.daemon.loop import Gateway
+    from ampgate.gateway.loop import Gateway
     from ampgate.logging import configure_logging
 
     configure_logging("json", "error")
@@ -193,7 +193,7 @@ async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dic
 
         def on_cycle(gw: Gateway) -> None:
             ends.append(time.monotonic())
-            durations.append(gw.last_cycle_seconds or 0.0)
+            durations.append(gw.counters.last_cycle_seconds or 0.0)
             starts.append(ends[-1] - durations[-1])
 
         runner = asyncio.create_task(gateway.run(stop, on_cycle))

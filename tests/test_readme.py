@@ -312,7 +312,7 @@ COVERED: dict[str, Covered] = {
         (SYSTEMD_VERIFY, "tests/ops/test_sd_notify.py"), _unit_installs_and_reloads
     ),
     "systemctl status ampgate": Covered((SYSTEMD_VERIFY,)),
-    "journalctl -u ampgate -f": Covered((SYSTEMD_VERIFY, "tests/daemon/test_events.py")),
+    "journalctl -u ampgate -f": Covered((SYSTEMD_VERIFY, "tests/gateway/test_events.py")),
     "systemctl reload ampgate": Covered(
         (
             "tests/daemon/test_process.py::test_sighup_keeps_the_old_config_when_the_new_one_is_invalid",
@@ -443,7 +443,9 @@ def test_readme_site_file_is_valid_and_matches_its_comments():
 def _daemon_events() -> tuple[set[str], set[str]]:
     """(every event name the daemon logs, those logged at warning or error level)."""
     source = "\n".join(
-        p.read_text(encoding="utf-8") for p in sorted((ROOT / "src/ampgate/daemon").glob("*.py"))
+        p.read_text(encoding="utf-8")
+        for d in ("daemon", "gateway")
+        for p in sorted((ROOT / "src/ampgate" / d).glob("*.py"))
     )
     loud = set(re.findall(r'emit\(\s*"([a-z_]+)",\s*"(?:warning|error)"', source))
     loud |= set(re.findall(r'log\.(?:warning|error)\(\s*"([a-z_]+)"', source))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ampgate.cli import main
+from ampgate.cli.main import main
 from ampgate.codec import list_models, load_map
 
 

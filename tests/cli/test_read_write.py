@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ampgate.cli import main
+from ampgate.cli.main import main
 from ampgate.codec import Reading
 
 
@@ -150,7 +150,7 @@ def test_write_to_read_only_field_is_refused(site, capsys):
 
 
 def test_missing_values_print_as_a_dash_and_json_null():
-    from ampgate.commission_format import MISSING, json_value, value_text
+    from ampgate.cli.commission.format import MISSING, json_value, value_text
 
     missing = Reading("voltage_l2", 0xFFFFFFFF, None, "V", missing=True)
     assert value_text(missing) == MISSING == "—"

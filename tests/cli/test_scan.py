@@ -9,9 +9,9 @@ import tomllib
 
 import pytest
 
-from ampgate.cli import main
-from ampgate.commission_io import parse_units
-from ampgate.commission_scan import Progress
+from ampgate.cli.commission.device_io import parse_units
+from ampgate.cli.commission.scan import Progress
+from ampgate.cli.main import main
 from ampgate.config import check_config_text
 from ampgate.errors import ConfigError
 from ampgate.sim import (

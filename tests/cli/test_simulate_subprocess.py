@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ampgate.cli import main
+from ampgate.cli.main import main
 
 AMPGATE = str(Path(sys.executable).parent / "ampgate")
 

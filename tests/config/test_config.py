@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ampgate.cli import daemon_commands as commands
 from ampgate.config import check_config, check_config_text, load_config
-from ampgate.daemon import commands
 from ampgate.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,7 +297,7 @@ def test_daemon_refuses_to_start_on_an_invalid_file(tmp_path, capsys):
 
 
 def test_dlm_dynamics_keys_reach_the_engine_and_are_range_checked():
-    from ampgate.daemon.site import engine_settings
+    from ampgate.config.to_engine import engine_settings
 
     text = BASE + (
         "\n[dlm]\nphase_switch_timeout_seconds = 45\nphase_switch_retry_seconds = 600\n"

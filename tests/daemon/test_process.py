@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .simsite import SimSite, start_site
+from gateway.simsite import SimSite, start_site
 
 ROOT = Path(__file__).resolve().parents[2]
-AMPGATE = [sys.executable, "-m", "ampgate.cli"]
+AMPGATE = [sys.executable, "-m", "ampgate"]
 
 
 async def _start_daemon(config: Path) -> asyncio.subprocess.Process:

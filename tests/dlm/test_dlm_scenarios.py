@@ -22,7 +22,6 @@ from ampgate.dlm import (
     allocate,
     check_site,
     plan_failsafe,
-    vehicle_state_from,
 )
 from ampgate.errors import ConfigError
 
@@ -346,15 +345,6 @@ def test_failsafe_plan_zeroes_some_chargers_and_rotates_who():
         assert sorted(plan.values()) == [0, 6, 6]
         zeroed |= {c for c, a in plan.items() if a == 0}
     assert zeroed == {"c0", "c1", "c2"}
-
-
-def test_evse_status_and_iec_state_map_to_vehicle_states():
-    assert vehicle_state_from(0) is VehicleState.CHARGING
-    assert vehicle_state_from(2) is VehicleState.CONNECTED  # B2: paused for power, still wants
-    assert vehicle_state_from(7) is VehicleState.NOT_CONNECTED
-    assert vehicle_state_from(None, 4) is VehicleState.CHARGING
-    assert vehicle_state_from(9, 0) is VehicleState.NOT_CONNECTED  # E unknown: IEC decides
-    assert vehicle_state_from(42) is VehicleState.UNKNOWN
 
 
 def test_invalid_site_lists_every_problem():

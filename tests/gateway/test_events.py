@@ -6,7 +6,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from ampgate.codec import load_map
-from ampgate.daemon.events import FLAP_LIMIT, EventLog
+from ampgate.gateway.events import FLAP_LIMIT, EventLog
 
 EVC2 = load_map("teltocharge-evc2")
 

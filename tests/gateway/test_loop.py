@@ -9,7 +9,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from ampgate.daemon.loop import Gateway
+from ampgate.gateway.loop import Gateway
 from ampgate.sim import ElectricVehicle
 
 from .simsite import start_site
@@ -203,7 +203,7 @@ async def test_one_silent_charger_does_not_stop_the_others():
             resumed,
             {n: r.reason for n, r in gateway.chargers.items()},
         )
-        assert gateway.cycles == 18
+        assert gateway.counters.cycles == 18
     finally:
         await gateway.shutdown(write=False)
         await site.stop()
@@ -242,8 +242,8 @@ async def test_shutdown_writes_each_chargers_failsafe(site):
 async def test_the_engine_gets_one_site_object_and_builds_its_tables_once(site, monkeypatch):
     # the engine caches its site tables by object identity: a fresh Site per cycle (or per
     # failsafe plan) would rebuild them and churn the cache
-    from ampgate.daemon import loop
     from ampgate.dlm import topology
+    from ampgate.gateway import loop
 
     gateway = Gateway(site.config(slow_poll_every=1))
     seen: list[int] = []

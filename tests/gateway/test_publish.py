@@ -7,8 +7,8 @@ import time
 from prometheus_client import generate_latest
 
 from ampgate.config import check_config_text
-from ampgate.daemon.loop import Gateway
-from ampgate.metrics import build_registry
+from ampgate.gateway.loop import Gateway
+from ampgate.interfaces.metrics import build_registry
 from ampgate.sim import ElectricVehicle, Evc2Simulator, MeterSimulator, serve_tcp
 
 SITE = """

@@ -8,8 +8,8 @@ import time
 
 from structlog.testing import capture_logs
 
-from ampgate.daemon.loop import Gateway
 from ampgate.daemon.run import Daemon
+from ampgate.gateway.loop import Gateway
 from ampgate.sim import ElectricVehicle
 
 from .simsite import start_site

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ampgate.daemon.snapshot import (
+from ampgate.interfaces.snapshot import (
     ChargerReadings,
     DaemonSnapshot,
     DeviceSnapshot,
@@ -225,7 +225,7 @@ def exposed_metric_names() -> set[str]:
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ampgate.metrics import build_registry
+    from ampgate.interfaces.metrics import build_registry
 
     text = generate_latest(build_registry(SnapshotStore(realistic_snapshot()))).decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}

@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ampgate.daemon.http import MetricsHttpServer, default_stall_limit, health
-from ampgate.daemon.snapshot import DaemonSnapshot, LoopHealth, SnapshotStore
 from ampgate.errors import ConfigError
-from ampgate.metrics import JOULES_PER_KWH, build_registry
+from ampgate.interfaces.http import MetricsHttpServer, default_stall_limit, health
+from ampgate.interfaces.metrics import JOULES_PER_KWH, build_registry
+from ampgate.interfaces.snapshot import DaemonSnapshot, LoopHealth, SnapshotStore
 
 from .conftest import realistic_snapshot
 
@@ -159,7 +159,7 @@ def test_a_scrape_reads_only_the_snapshot_store():
 
 def test_metrics_module_imports_no_modbus_code():
     code = (
-        "import sys, ampgate.metrics, ampgate.daemon.http; "
+        "import sys, ampgate.interfaces.metrics, ampgate.interfaces.http; "
         "bad = [m for m in sys.modules if m.startswith(('pymodbus', 'ampgate.transport'))]; "
         "assert not bad, bad"
     )

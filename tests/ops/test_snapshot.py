@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ampgate.daemon.snapshot import (
+from ampgate.interfaces.snapshot import (
     DaemonSnapshot,
     RequestStats,
     RttHistogram,

@@ -124,8 +124,8 @@ MDWE_PROBE = textwrap.dedent(
     except PermissionError:
         pass
     import asyncio, pydantic, pymodbus.client, structlog, ampgate.cli
-    from ampgate.daemon.http import MetricsHttpServer
-    from ampgate.daemon.snapshot import LoopHealth, DaemonSnapshot, SnapshotStore
+    from ampgate.interfaces.http import MetricsHttpServer
+    from ampgate.interfaces.snapshot import LoopHealth, DaemonSnapshot, SnapshotStore
     import time
     loop = LoopHealth(last_iteration_monotonic=time.monotonic())
     store = SnapshotStore(DaemonSnapshot(loop=loop))

@@ -22,7 +22,7 @@ def _amps(values: tuple[float, float, float] | None) -> str:
 
 def describe_site(site: SiteConfig, out: TextIO) -> None:
     """Print a summary of a valid site: buses, devices, the group tree and the failsafe plan."""
-    from ampgate.daemon.site import failsafe_plan, phase_loads
+    from ampgate.config.to_engine import failsafe_plan, phase_loads
 
     print(
         f"site {site.site.name!r}: {len(site.buses)} bus(es), {len(site.meters)} meter(s), "
@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``ampgate demo``: a simulated site under the real gateway loop, no hardware needed."""
-    from ampgate.daemon.demo import demo_main
+    from ampgate.demo.run import demo_main
 
     return demo_main(args.duration, args.chargers, args.cycle, args.metrics_listen)
 

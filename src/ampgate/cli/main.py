@@ -1,7 +1,8 @@
 """The ``ampgate`` command line: one entry point, subcommands registered by their modules.
 
-Commissioning commands (maps, read, write, scan, simulate) live in ``ampgate.commission``; the
-daemon's commands (run, check-config, demo) in ``ampgate.daemon.commands``. Every
+Commissioning commands (maps, read, write, scan, simulate) live in
+``ampgate.cli.commission``; the daemon's commands (run, check-config, demo) in
+``ampgate.cli.daemon_commands``. Every
 :class:`~ampgate.errors.AmpgateError` becomes one clear line on stderr and exit code 2;
 ``--debug`` shows the traceback instead.
 """
@@ -21,8 +22,8 @@ EXIT_INTERRUPTED = 130
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand registered."""
-    from ampgate import commission
-    from ampgate.daemon import commands
+    from ampgate.cli import daemon_commands as commands
+    from ampgate.cli.commission import commands as commission
 
     parser = argparse.ArgumentParser(
         prog="ampgate",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ampgate.config import PHASES, SiteConfig
+from ampgate.config.schema import PHASES, SiteConfig
 from ampgate.dlm import (
     ChargerSpec,
     EngineSettings,

@@ -16,9 +16,9 @@ from typing import Any
 
 from ampgate.config import SiteConfig, check_config, load_config
 from ampgate.daemon import systemd
-from ampgate.daemon.events import EventLog
-from ampgate.daemon.loop import Gateway
-from ampgate.daemon.snapshot import SnapshotStore
+from ampgate.gateway.events import EventLog
+from ampgate.gateway.loop import Gateway
+from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
 
 SHUTDOWN_WRITE_SECONDS = 3.0
@@ -63,7 +63,7 @@ class Daemon:
     def _start_metrics(self) -> None:
         if not self.serve_metrics:
             return
-        from ampgate.daemon.http import MetricsHttpServer
+        from ampgate.interfaces.http import MetricsHttpServer
 
         host, port = self.config.metrics.host_port()
         self.http = MetricsHttpServer(self.store, host=host, port=port)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ampgate.config import SiteConfig, check_config_text
-from ampgate.daemon.loop import Gateway
 from ampgate.daemon.run import Daemon
-from ampgate.daemon.view import render_line, render_view
+from ampgate.demo.view import render_line, render_view
 from ampgate.errors import ConfigError
+from ampgate.gateway.loop import Gateway
 from ampgate.logging import configure_logging
 from ampgate.sim import (
     ElectricVehicle,
@@ -172,9 +172,13 @@ class DemoScreen:
     def __call__(self, gateway: Gateway) -> None:
         """Show one cycle."""
         if self.live:
-            self.out.write("\033[H\033[2J" + render_view(gateway, self.header, colour=True) + "\n")
+            self.out.write(
+                "\033[H\033[2J"
+                + render_view(gateway.store.latest(), self.header, colour=True)
+                + "\n"
+            )
         else:
-            self.out.write(render_line(gateway) + "\n")
+            self.out.write(render_line(gateway.store.latest()) + "\n")
         self.out.flush()
 
 

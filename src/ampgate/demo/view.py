@@ -1,18 +1,13 @@
 """A terminal view of the gateway: per-phase bars against each fuse, and every charger's state.
 
 :func:`render_view` returns the full screen (plain text plus optional ANSI colour) for a TTY;
-:func:`render_line` one plain line per cycle for logs and pipes. Both only read the gateway.
+:func:`render_line` one plain line per cycle for logs and pipes. Both read only the
+snapshot the gateway publishes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ampgate.config import PHASES
-from ampgate.daemon.runtime import number_of, value_of
-
-if TYPE_CHECKING:
-    from ampgate.daemon.loop import Gateway
+from ampgate.interfaces.snapshot import DaemonSnapshot, DeviceSnapshot
 
 LEGEND = (
     "DLM: each cycle ampgate reads the grid meter, takes off the chargers' own draw to get the",
@@ -52,50 +47,57 @@ def _bar(building: float, cars: float, limit: float, colour: bool) -> str:
     )
 
 
-def _draw(gateway: Gateway, name: str) -> str:
-    values = gateway.chargers[name].values
-    amps = [number_of(values, f"current_l{i}") for i in (1, 2, 3)]
+def _chargers(snapshot: DaemonSnapshot) -> list[DeviceSnapshot]:
+    return [d for d in snapshot.devices if d.kind == "charger"]
+
+
+def _draw(device: DeviceSnapshot) -> str:
+    readings = device.charger
+    if readings is None:
+        return "-"
+    amps = [a for _, a in readings.current_amperes.items()]
     return "/".join("-" if a is None else f"{a:4.1f}" for a in amps)
 
 
-def render_view(gateway: Gateway, header: str = "", *, colour: bool = False) -> str:
+def _setpoint(device: DeviceSnapshot) -> str:
+    readings = device.charger
+    if readings is None or readings.setpoint_amperes is None:
+        return "-"
+    return f"{readings.setpoint_amperes:g}"
+
+
+def render_view(snapshot: DaemonSnapshot, header: str = "", *, colour: bool = False) -> str:
     """Return the live view: header, legend, fuse bars per group and phase, charger table."""
     lines = [header] if header else []
     lines += [*LEGEND, ""]
-    allocation = gateway.allocation
-    stale = {rt.config.group for rt in gateway.meters.values() if rt.stale and rt.config}
-    if allocation is None:
-        lines.append(f"cycle {gateway.cycles}: waiting for a complete first measurement ...")
-    else:
-        by_group: dict[str, list] = {}
-        for acc in allocation.accounts:
-            by_group.setdefault(acc.group, []).append(acc)
-        for group, accounts in by_group.items():
-            meter = " (meter STALE: fallback load)" if group in stale else ""
-            lines.append(f"fuse {group}{meter}")
-            for acc in sorted(accounts, key=lambda a: a.phase):
-                used = acc.non_ev_load + acc.allocated
-                bar = _bar(acc.non_ev_load, acc.allocated, acc.limit, colour)
-                lines.append(
-                    f"  {PHASES[acc.phase]} {bar}"
-                    f" {used:5.1f} / {acc.limit:g} A (building est. {acc.non_ev_load:4.1f}, "
-                    f"cars {acc.allocated:4.1f}; "
-                    f"{SOURCES.get(acc.non_ev_source, acc.non_ev_source)})"
-                )
+    groups = snapshot.dlm.groups
+    if not groups:
+        lines.append(
+            f"cycle {snapshot.dlm.cycles_total}: waiting for a complete first measurement ..."
+        )
+    for group in groups:
+        meter = " (meter STALE: fallback load)" if group.meter_stale else ""
+        lines.append(f"fuse {group.name}{meter}")
+        for p in group.phases:
+            building, cars, limit = p.non_ev_load_amperes, p.allocated_amperes, p.limit_amperes
+            bar = _bar(building, cars, limit, colour)
+            lines.append(
+                f"  {p.phase} {bar} {building + cars:5.1f} / {limit:g} A "
+                f"(building est. {building:4.1f}, cars {cars:4.1f}; "
+                f"{SOURCES.get(p.non_ev_source, p.non_ev_source)})"
+            )
     lines.append("")
     lines.append(
         f"{'charger':<10} {'online':<7} {'vehicle':<34} {'set':>4} {'draw L1/L2/L3':<16} reason"
     )
-    for name, rt in gateway.chargers.items():
-        status = value_of(rt.values, "evse_status") or "-"
-        online = "REFUSED" if rt.refused else ("yes" if rt.online else "NO")
-        setpoint = "-" if rt.setpoint is None else f"{rt.setpoint}"
-        draw = _draw(gateway, name)
+    for d in _chargers(snapshot):
+        status = (d.charger.evse_status.active if d.charger else None) or "-"
+        online = "REFUSED" if d.refused else ("yes" if d.up else "NO")
         lines.append(
-            f"{name:<10} {online:<7} {str(status)[:34]:<34} {setpoint:>4} {draw:<16}"
-            f" {rt.reason or rt.reason_code or '-'}"[:160]
+            f"{d.name:<10} {online:<7} {status[:34]:<34} {_setpoint(d):>4} {_draw(d):<16}"
+            f" {d.reason or d.reason_code or '-'}"[:160]
         )
-    recent = list(gateway.events.recent)[-5:]
+    recent = snapshot.recent_events[-5:]
     if recent:
         lines.append("")
         lines.append("recent events:")
@@ -105,15 +107,13 @@ def render_view(gateway: Gateway, header: str = "", *, colour: bool = False) -> 
     return "\n".join(lines)
 
 
-def render_line(gateway: Gateway) -> str:
+def render_line(snapshot: DaemonSnapshot) -> str:
     """Return one plain line summarising the cycle (for a pipe or a log file)."""
-    parts = [f"cycle={gateway.cycles}"]
-    allocation = gateway.allocation
-    if allocation is not None:
-        for acc in allocation.accounts:
-            used = acc.non_ev_load + acc.allocated
-            parts.append(f"{acc.group}.{PHASES[acc.phase]}={used:.1f}/{acc.limit:g}A")
-    for name, rt in gateway.chargers.items():
-        setpoint = "-" if rt.setpoint is None else rt.setpoint
-        parts.append(f"{name}={setpoint}A({rt.reason_code or '-'})")
+    parts = [f"cycle={snapshot.dlm.cycles_total}"]
+    for group in snapshot.dlm.groups:
+        for p in group.phases:
+            used = p.non_ev_load_amperes + p.allocated_amperes
+            parts.append(f"{group.name}.{p.phase}={used:.1f}/{p.limit_amperes:g}A")
+    for d in _chargers(snapshot):
+        parts.append(f"{d.name}={_setpoint(d)}A({d.reason_code or '-'})")
     return " ".join(parts)

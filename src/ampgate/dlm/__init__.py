@@ -27,7 +27,6 @@ from ampgate.dlm.model import (
     Setpoint,
     Site,
     VehicleState,
-    vehicle_state_from,
 )
 from ampgate.dlm.topology import check_site
 
@@ -55,5 +54,4 @@ __all__ = [
     "allocate",
     "check_site",
     "plan_failsafe",
-    "vehicle_state_from",
 ]

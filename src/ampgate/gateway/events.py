@@ -16,11 +16,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ampgate.daemon.snapshot import evc2_error_ocpp_codes
+from ampgate.interfaces.snapshot import Event, evc2_error_ocpp_codes
 from ampgate.logging import get_logger
 
 FLAP_WINDOW_SECONDS = 600.0
@@ -55,16 +54,6 @@ _HINTS = {
     "meter_implausible": "the meter answers but its values contradict the chargers' readings: "
     "ampgate holds the last building load, then uses the fallback load; check the meter",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event as kept in the recent-events ring (the log record has the same fields)."""
-
-    time: float
-    name: str
-    device: str | None
-    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 def active_bits(raw: int | None) -> frozenset[int]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ampgate.config import SiteConfig
-from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
 from ampgate.devices.charger import phases_of_code
-from ampgate.dlm import ChargerReading, Measurements, MeterReading, vehicle_state_from
+from ampgate.devices.evc2 import vehicle_state_from
+from ampgate.dlm import ChargerReading, Measurements, MeterReading
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
 
 
 def first_measurement_complete(

@@ -27,8 +27,8 @@ A device that fails is marked offline and the engine assumes the worst for it; i
 the loop. :meth:`Gateway.run` stops within ``STOP_GRACE_S`` of a stop request even on a dead
 line; :meth:`Gateway.shutdown` writes the shutdown current and closes the buses.
 
-Start-up and programming live in :mod:`ampgate.daemon.programming`, the output side (setpoint,
-phase and failsafe writes, watchdog refresh) in :mod:`ampgate.daemon.writes`.
+Start-up and programming live in :mod:`ampgate.gateway.programming`, the output side (setpoint,
+phase and failsafe writes, watchdog refresh) in :mod:`ampgate.gateway.writes`.
 """
 
 from __future__ import annotations
@@ -40,21 +40,21 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ampgate.config import SerialBusConfig, SiteConfig
-from ampgate.daemon.devices import open_devices
-from ampgate.daemon.events import EventLog
-from ampgate.daemon.inputs import first_measurement_complete, measurements
-from ampgate.daemon.programming import DeviceProgramming
-from ampgate.daemon.publish import build_snapshot
-from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
-from ampgate.daemon.site import build_site, failsafe_plan
-from ampgate.daemon.snapshot import SnapshotStore
-from ampgate.daemon.writes import SetpointWrites
+from ampgate.config.to_engine import build_site, failsafe_plan
 from ampgate.dlm import (
     Allocation,
     EngineState,
     allocate,
 )
 from ampgate.errors import AmpgateError
+from ampgate.gateway.events import EventLog
+from ampgate.gateway.inputs import first_measurement_complete, measurements
+from ampgate.gateway.open_devices import open_devices
+from ampgate.gateway.programming import DeviceProgramming
+from ampgate.gateway.publish import LoopCounters, build_snapshot
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
+from ampgate.gateway.writes import SetpointWrites
+from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import get_logger
 
 POLL_WAIT_FRACTION = 4
@@ -89,13 +89,8 @@ class Gateway(DeviceProgramming, SetpointWrites):
         self.log = get_logger("ampgate.daemon", site=config.site.name)
         self.state = EngineState()
         self.allocation: Allocation | None = None
-        self.cycles = 0
+        self.counters = LoopCounters()
         self.started_at: float | None = None
-        self.last_cycle_seconds: float | None = None
-        self.reason_counts: dict[str, int] = {}
-        self.overloads = 0
-        """Cycles in which a meter showed a fuse phase over limit − headroom."""
-        self.overloads_by_phase: dict[tuple[str, int], int] = {}
         self.chargers: dict[str, ChargerRuntime] = {}
         self.meters: dict[str, MeterRuntime] = {}
         self._buses: list[Any] = []
@@ -158,7 +153,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
         their watchdog and failsafe programmed after those writes.
         """
         began = self.clock()
-        self.cycles += 1
+        self.counters.cycles += 1
         self._start_polls()
         first = self.allocation is None
         pending = [
@@ -185,7 +180,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
             self._observe(allocation)
             self._bring_up_chargers()
         self._meter_events(now)
-        self.last_cycle_seconds = self.clock() - began
+        self.counters.last_cycle_seconds = self.clock() - began
         self._publish()
         return allocation
 
@@ -282,13 +277,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
             await self._repair_drift(rt)
 
     def _observe(self, allocation: Allocation) -> None:
-        for sp in allocation.setpoints.values():
-            self.reason_counts[sp.reason_code] = self.reason_counts.get(sp.reason_code, 0) + 1
-        if allocation.overloads:
-            self.overloads += 1
-        for overload in allocation.overloads:
-            key = (overload.group, overload.phase)
-            self.overloads_by_phase[key] = self.overloads_by_phase.get(key, 0) + 1
+        self.counters.count(allocation)
         for notice in allocation.notices:
             self.events.engine_notice(notice.kind, notice.subject, notice.detail)
 
@@ -313,7 +302,9 @@ class Gateway(DeviceProgramming, SetpointWrites):
             self.events.meter_freshness(name, stale, group=rt.config.group, non_ev_source=source)
 
     def _publish(self) -> None:
-        self.store.publish(build_snapshot(self))
+        self.store.publish(
+            build_snapshot(self.config, self.chargers, self.meters, self.allocation, self.counters)
+        )
 
     # ------------------------------------------------------------------ run and stop
 

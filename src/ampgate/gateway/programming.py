@@ -1,6 +1,6 @@
 """Start-up and device programming: identify, read settings, program watchdog/failsafe, repair.
 
-Part of :class:`ampgate.daemon.loop.Gateway` (a mixin over its state): a device that fails is
+Part of :class:`ampgate.gateway.loop.Gateway` (a mixin over its state): a device that fails is
 marked offline (:meth:`DeviceProgramming._failed`) and never stops the loop; one that answers
 as a different model is refused (``device_identity_mismatch``) and never written.
 """
@@ -11,12 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ampgate.config import SiteConfig
-from ampgate.daemon.events import EventLog
-from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, raw_of
-from ampgate.daemon.site import failsafe_plan
+from ampgate.config.to_engine import failsafe_plan
 from ampgate.devices.device import IdentityResult
 from ampgate.dlm import Site
 from ampgate.errors import AmpgateError
+from ampgate.gateway.events import EventLog
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, raw_of
 
 
 class DeviceProgramming:

@@ -1,17 +1,21 @@
-"""Build the ops :class:`~ampgate.daemon.snapshot.DaemonSnapshot` from the gateway's state."""
+"""Build the ops :class:`~ampgate.interfaces.snapshot.DaemonSnapshot` from the gateway's state."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from ampgate.config import PHASES
-from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of, value_of
-from ampgate.daemon.snapshot import (
+from ampgate.config import PHASES, SiteConfig
+from ampgate.dlm import Allocation
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of, value_of
+from ampgate.interfaces.snapshot import (
     ChargerReadings,
     DaemonSnapshot,
     DeviceSnapshot,
     DlmSnapshot,
+    Event,
     GroupSnapshot,
     LoopHealth,
     MeterReadings,
@@ -24,8 +28,28 @@ from ampgate.daemon.snapshot import (
     evc2_error_ocpp_codes,
 )
 
-if TYPE_CHECKING:
-    from ampgate.daemon.loop import Gateway
+
+@dataclass(slots=True)
+class LoopCounters:
+    """What the gateway counts across cycles, published in every snapshot."""
+
+    cycles: int = 0
+    last_cycle_seconds: float | None = None
+    reason_counts: dict[str, int] = field(default_factory=dict)
+    """Cycles × chargers per reason code of the setpoint."""
+    overloads: int = 0
+    """Cycles in which a meter showed a fuse phase over limit − headroom."""
+    overloads_by_phase: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def count(self, allocation: Allocation) -> None:
+        """Count one cycle's setpoint reasons and measured overloads."""
+        for sp in allocation.setpoints.values():
+            self.reason_counts[sp.reason_code] = self.reason_counts.get(sp.reason_code, 0) + 1
+        if allocation.overloads:
+            self.overloads += 1
+        for overload in allocation.overloads:
+            key = (overload.group, overload.phase)
+            self.overloads_by_phase[key] = self.overloads_by_phase.get(key, 0) + 1
 
 
 def _phases(values: dict[str, Any], prefix: str) -> PhaseValues:
@@ -66,7 +90,7 @@ def _health(rt: ChargerRuntime | MeterRuntime) -> Any:
         return None
 
 
-def charger_readings(rt: ChargerRuntime, gateway: Gateway) -> ChargerReadings | None:
+def charger_readings(rt: ChargerRuntime) -> ChargerReadings | None:
     """The charger's readings for metrics (None before its first successful poll)."""
     v = rt.values
     if not v:
@@ -129,7 +153,7 @@ def _total_power(rt: MeterRuntime) -> float | None:
     return number_of(rt.values, "power_total")
 
 
-def _device(rt: ChargerRuntime | MeterRuntime, kind: str, gateway: Gateway) -> DeviceSnapshot:
+def _device(rt: ChargerRuntime | MeterRuntime, kind: str) -> DeviceSnapshot:
     cfg = rt.config
     return DeviceSnapshot(
         name=rt.name,
@@ -140,18 +164,20 @@ def _device(rt: ChargerRuntime | MeterRuntime, kind: str, gateway: Gateway) -> D
         up=rt.online and not rt.refused,
         last_success_unix=rt.last_ok_unix,
         requests=request_stats(_health(rt)),
-        charger=charger_readings(rt, gateway) if isinstance(rt, ChargerRuntime) else None,
+        charger=charger_readings(rt) if isinstance(rt, ChargerRuntime) else None,
         meter=meter_readings(rt) if isinstance(rt, MeterRuntime) else None,
+        refused=rt.refused,
+        reason=rt.reason if isinstance(rt, ChargerRuntime) else "",
+        reason_code=rt.reason_code if isinstance(rt, ChargerRuntime) else "",
     )
 
 
-def _groups(gateway: Gateway) -> tuple[GroupSnapshot, ...]:
-    allocation = gateway.allocation
+def _groups(
+    allocation: Allocation | None, meters: Mapping[str, MeterRuntime], counters: LoopCounters
+) -> tuple[GroupSnapshot, ...]:
     if allocation is None:
         return ()
-    stale_groups = {
-        rt.config.group for rt in gateway.meters.values() if rt.stale and rt.config is not None
-    }
+    stale_groups = {rt.config.group for rt in meters.values() if rt.stale and rt.config is not None}
     by_group: dict[str, list[PhaseAllocation]] = {}
     for acc in allocation.accounts:
         by_group.setdefault(acc.group, []).append(
@@ -165,7 +191,7 @@ def _groups(gateway: Gateway) -> tuple[GroupSnapshot, ...]:
                 measured_amperes=acc.measured,
                 non_ev_uncertainty_amperes=acc.uncertainty,
                 non_ev_source=acc.non_ev_source,
-                overload_measured_total=gateway.overloads_by_phase.get((acc.group, acc.phase), 0),
+                overload_measured_total=counters.overloads_by_phase.get((acc.group, acc.phase), 0),
             )
         )
     return tuple(
@@ -174,23 +200,31 @@ def _groups(gateway: Gateway) -> tuple[GroupSnapshot, ...]:
     )
 
 
-def build_snapshot(gateway: Gateway) -> DaemonSnapshot:
-    """Return the frozen snapshot of the gateway after a cycle (or after start-up)."""
-    devices = [_device(rt, "meter", gateway) for rt in gateway.meters.values()]
-    devices += [_device(rt, "charger", gateway) for rt in gateway.chargers.values()]
-    ran = gateway.cycles > 0
+def build_snapshot(
+    config: SiteConfig,
+    chargers: Mapping[str, ChargerRuntime],
+    meters: Mapping[str, MeterRuntime],
+    allocation: Allocation | None,
+    counters: LoopCounters,
+    recent_events: Iterable[Event] = (),
+) -> DaemonSnapshot:
+    """Return the frozen snapshot of a site after a cycle (or after start-up)."""
+    devices = [_device(rt, "meter") for rt in meters.values()]
+    devices += [_device(rt, "charger") for rt in chargers.values()]
+    ran = counters.cycles > 0
     return DaemonSnapshot(
         devices=tuple(devices),
         dlm=DlmSnapshot(
-            groups=_groups(gateway),
-            reason_counts=dict(gateway.reason_counts),
-            cycles_total=gateway.cycles,
-            last_cycle_duration_seconds=gateway.last_cycle_seconds,
-            overload_detected_total=gateway.overloads,
+            groups=_groups(allocation, meters, counters),
+            reason_counts=dict(counters.reason_counts),
+            cycles_total=counters.cycles,
+            last_cycle_duration_seconds=counters.last_cycle_seconds,
+            overload_detected_total=counters.overloads,
         ),
         loop=LoopHealth(
             last_iteration_monotonic=time.monotonic() if ran else None,
             last_iteration_unix=time.time() if ran else None,
-            cycle_seconds=gateway.config.dlm.cycle_seconds,
+            cycle_seconds=config.dlm.cycle_seconds,
         ),
+        recent_events=tuple(recent_events),
     )

@@ -1,6 +1,6 @@
 """Writing the engine's decisions: setpoints, phase mode and failsafe changes, watchdog refresh.
 
-Part of :class:`ampgate.daemon.loop.Gateway` (a mixin over its state). Lowering writes are
+Part of :class:`ampgate.gateway.loop.Gateway` (a mixin over its state). Lowering writes are
 awaited on the bus's priority lane; increases and refreshes run in the background, and one
 still waiting for the bus is cancelled when a newer decision changes its target.
 """
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ampgate.config import SiteConfig
-from ampgate.daemon.events import EventLog
-from ampgate.daemon.runtime import ChargerRuntime, raw_of
 from ampgate.devices.charger import PHASE_TO_USE
 from ampgate.dlm import Allocation, Setpoint
 from ampgate.errors import AmpgateError
+from ampgate.gateway.events import EventLog
+from ampgate.gateway.runtime import ChargerRuntime, raw_of
 
 WATCHDOG_REFRESH_FRACTION = 3
 """Re-write amps_to_use when the last write is older than watchdog / this."""

@@ -32,9 +32,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
-from ampgate.daemon.snapshot import DaemonSnapshot, SnapshotStore
 from ampgate.errors import ConfigError
-from ampgate.metrics import build_registry
+from ampgate.interfaces.metrics import build_registry
+from ampgate.interfaces.snapshot import DaemonSnapshot, SnapshotStore
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9740

@@ -28,7 +28,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from ampgate.daemon.snapshot import (
+from ampgate.interfaces.snapshot import (
     REQUEST_RESULTS,
     BitState,
     ChargerReadings,

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from ampgate import __version__
 
@@ -350,6 +350,12 @@ class DeviceSnapshot:
     requests: RequestStatsSnapshot = field(default_factory=RequestStatsSnapshot)
     charger: ChargerReadings | None = None
     meter: MeterReadings | None = None
+    refused: str | None = None
+    """Why the gateway refuses to control this device (it answered as another model)."""
+    reason: str = ""
+    """A charger's latest DLM decision in words ("limited by group 'main' L2")."""
+    reason_code: str = ""
+    """The same as a stable code (``limited_by_group``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,13 +436,26 @@ class BuildInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """One gateway event as kept in the recent-events ring (the log record has the same fields)."""
+
+    time: float
+    """``time.monotonic()`` when it was emitted."""
+    name: str
+    device: str | None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSnapshot:
-    """Everything metrics and /healthz know about the daemon at one moment."""
+    """Everything the outside world knows about the daemon at one moment."""
 
     devices: tuple[DeviceSnapshot, ...] = ()
     dlm: DlmSnapshot = field(default_factory=DlmSnapshot)
     loop: LoopHealth = field(default_factory=LoopHealth)
     build: BuildInfo = field(default_factory=BuildInfo)
+    recent_events: tuple[Event, ...] = ()
+    """The latest events, oldest first."""
 
 
 class SnapshotStore:

@@ -3,7 +3,7 @@
 The world is the scenario's :class:`~ampgate.sim.plant.Plant` (the same EVC2 and meter
 simulators the daemon is tested against) on a manual clock. The gateway side follows the
 daemon's data path: charger and meter registers are read with the daemon's read plans and
-decoded by the codec, turned into the engine's input by :mod:`ampgate.daemon.inputs`, and the
+decoded by the codec, turned into the engine's input by :mod:`ampgate.gateway.inputs`, and the
 allocator's setpoints are written into the chargers' registers as the daemon would (only
 changes, lowerings first). What is not run is the transport; its timing is modelled instead:
 
@@ -28,11 +28,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ampgate.codec import decode_request, encode_field, plan_reads
-from ampgate.daemon.inputs import first_measurement_complete, measurements
-from ampgate.daemon.runtime import ChargerRuntime, MeterRuntime, raw_of
 from ampgate.devices.charger import FAST_FIELDS, FAST_GAP, PHASE_TO_USE, SLOW_FIELDS
 from ampgate.devices.meter import MEASUREMENT_FIELDS
 from ampgate.dlm import EngineState, Measurements, Site, allocate
+from ampgate.gateway.inputs import first_measurement_complete, measurements
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, raw_of
 from ampgate.sim.device import ManualClock
 from ampgate.sim.plant import Plant
 from ampgate.sim.rtu import transaction_wire_time

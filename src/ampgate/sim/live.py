@@ -4,7 +4,7 @@ The closed-loop simulation (:mod:`ampgate.sim.closed_loop`) models the transport
 runs it: the scenario's :class:`~ampgate.sim.plant.Plant` is served by the Modbus simulators
 (each charger and meter on its own loopback TCP port, or, for ``transport = "rtu"``, the
 chargers on one virtual RS485 line at the scenario's baud rate with line emulation, the meter on
-TCP), and the daemon's :class:`~ampgate.daemon.loop.Gateway` runs its cycle against them from
+TCP), and the daemon's :class:`~ampgate.gateway.loop.Gateway` runs its cycle against them from
 the site file the scenario builds. The truth is sampled every ``sample_s`` into the same
 :class:`~ampgate.sim.scoring.Scorer`; every write a charger receives is counted, and every
 setpoint that reaches a charger is timed.
@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ampgate.daemon.loop import Gateway
-from ampgate.daemon.snapshot import SnapshotStore
+from ampgate.gateway.loop import Gateway
+from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.sim.plant import Plant, Truth
 from ampgate.sim.pty import virtual_serial_line
 from ampgate.sim.rtu import serve_rtu, transaction_wire_time
@@ -155,7 +155,7 @@ async def _run(
             await gateway.shutdown(timeout=3.0)
             run.stop_s = time.monotonic() - began_stop
         run.events = dict(gateway.events.counts)
-        run.cycles = gateway.cycles
+        run.cycles = gateway.counters.cycles
     finally:
         for server in servers:
             with contextlib.suppress(Exception):

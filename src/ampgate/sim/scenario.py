@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ampgate.config import SiteConfig, check_config_data
-from ampgate.daemon.site import build_site
+from ampgate.config.to_engine import build_site
 from ampgate.dlm import Site
 from ampgate.errors import ConfigError
 

@@ -20,9 +20,18 @@ import json
 import sys
 from typing import Any
 
-from ampgate.codec import Reading, RegisterMap, list_models, load_map
-from ampgate.codec.encode import encode_field
-from ampgate.commission_format import (
+from ampgate.cli.commission.device_io import (
+    DEFAULT_MODEL,
+    check_identity,
+    device_address,
+    field_names,
+    open_commission_bus,
+    parse_value,
+    quiet_library_logs,
+    request_error,
+    resolve_model,
+)
+from ampgate.cli.commission.format import (
     MAP_HEADERS,
     MODELS_HEADERS,
     READINGS_HEADERS,
@@ -36,17 +45,8 @@ from ampgate.commission_format import (
     render_table,
     value_text,
 )
-from ampgate.commission_io import (
-    DEFAULT_MODEL,
-    check_identity,
-    device_address,
-    field_names,
-    open_commission_bus,
-    parse_value,
-    quiet_library_logs,
-    request_error,
-    resolve_model,
-)
+from ampgate.codec import Reading, RegisterMap, list_models, load_map
+from ampgate.codec.encode import encode_field
 from ampgate.devices import DeviceRequestError, ModbusDevice
 
 __all__ = ["MAP_HEADERS", "register"]
@@ -201,7 +201,8 @@ def _add_common_device_options(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``maps``, ``read``, ``write``, ``scan`` and ``simulate`` to the command line."""
-    from ampgate import commission_scan, commission_sim
+    from ampgate.cli.commission import scan as commission_scan
+    from ampgate.cli.commission import simulate as commission_sim
 
     p = subparsers.add_parser(
         "maps",

@@ -27,15 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from ampgate.codec import RegisterMap, list_models, load_map
-from ampgate.commission_format import render_table, value_text
-from ampgate.commission_io import (
+from ampgate.cli.commission.device_io import (
     bus_address,
     open_commission_bus,
     parse_bauds,
     parse_units,
     quiet_library_logs,
 )
+from ampgate.cli.commission.format import render_table, value_text
+from ampgate.codec import RegisterMap, list_models, load_map
 from ampgate.devices import DeviceRequestError, ModbusDevice
 from ampgate.errors import ConfigError
 from ampgate.transport import BusAddress, ModbusBus

@@ -15,8 +15,8 @@ import contextlib
 import sys
 from typing import Any
 
+from ampgate.cli.commission.device_io import quiet_library_logs
 from ampgate.codec import list_models, load_map
-from ampgate.commission_io import quiet_library_logs
 from ampgate.errors import ConfigError
 
 

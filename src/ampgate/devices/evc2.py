@@ -1,0 +1,50 @@
+"""What the TeltoCharge EVC2's registers mean to the gateway, beyond their decoding.
+
+The register map (``register_maps/teltocharge-evc2.toml``) says how each register is read and
+written; this module holds what the gateway concludes from their values: the vehicle state the
+engine plans with, from reg 6 (EVSE status) and reg 33 (IEC 61851 state).
+"""
+
+from __future__ import annotations
+
+from ampgate.dlm import VehicleState
+
+_EVSE_STATUS = {  # EVC2 reg 6, enum a (newest revision)
+    0: VehicleState.CHARGING,  # C charging
+    1: VehicleState.CONNECTED,  # B1 connected, authorised, waiting for EV to start
+    2: VehicleState.CONNECTED,  # B2 authorised, was charging, not enough power
+    3: VehicleState.CONNECTED,  # B3 authorised, wasn't charging, not enough power
+    4: VehicleState.SUSPENDED_BY_EV,  # D1 charging stopped by EV
+    5: VehicleState.NOT_AUTHORISED,  # D2 no authorisation
+    6: VehicleState.NOT_AUTHORISED,  # D3 simplified CP / D state charging not allowed
+    7: VehicleState.NOT_CONNECTED,  # A EV not connected
+    8: VehicleState.ERROR,  # F error state
+    9: VehicleState.UNKNOWN,  # E unknown state
+}
+_IEC_STATE = {  # EVC2 reg 33, enum c
+    0: VehicleState.NOT_CONNECTED,  # A
+    1: VehicleState.CONNECTED,  # B1 pending authorisation, no PWM
+    2: VehicleState.CONNECTED,  # B2 ready, PWM active
+    3: VehicleState.CONNECTED,  # C1 S2 closed, no PWM (car wants, we offer nothing)
+    4: VehicleState.CHARGING,  # C2 charging
+    5: VehicleState.CONNECTED,  # D1 ventilation required, no PWM
+    6: VehicleState.CHARGING,  # D2 charging, ventilation required
+    7: VehicleState.ERROR,  # E control pilot fault
+    8: VehicleState.ERROR,  # F EVSE fault
+}
+
+
+def vehicle_state_from(evse_status: int | None, iec_state: int | None = None) -> VehicleState:
+    """Derive the vehicle state from EVC2 reg 6 (EVSE status, enum a), else reg 33 (IEC state).
+
+    Reg 6 wins when known because it separates "paused for power" (B2/B3) from "not authorised"
+    (D2). Values outside the documented enums give ``UNKNOWN`` (the engine then offers nothing
+    but still accounts for any measured draw).
+    """
+    if evse_status is not None and evse_status in _EVSE_STATUS:
+        state = _EVSE_STATUS[evse_status]
+        if state is not VehicleState.UNKNOWN or iec_state is None:
+            return state
+    if iec_state is not None and iec_state in _IEC_STATE:
+        return _IEC_STATE[iec_state]
+    return VehicleState.UNKNOWN
