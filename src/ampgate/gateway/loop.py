@@ -27,8 +27,10 @@ A device that fails is marked offline and the engine assumes the worst for it; i
 the loop. :meth:`Gateway.run` stops within ``STOP_GRACE_S`` of a stop request even on a dead
 line; :meth:`Gateway.shutdown` writes the shutdown current and closes the buses.
 
-Start-up and programming live in :mod:`ampgate.gateway.programming`, the output side (setpoint,
-phase and failsafe writes, watchdog refresh) in :mod:`ampgate.gateway.writes`.
+The gateway is composed of parts made in its constructor: device health
+(:mod:`ampgate.gateway.health`), start-up and programming (:mod:`ampgate.gateway.programming`) and
+the output side — setpoint, phase and failsafe writes, watchdog refresh
+(:mod:`ampgate.gateway.writes`). The outside world reads the snapshot it publishes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ampgate.config import SerialBusConfig, SiteConfig
-from ampgate.config.to_engine import build_site, failsafe_plan
+from ampgate.config.to_engine import build_site
 from ampgate.dlm import (
     Allocation,
     EngineState,
@@ -48,12 +50,13 @@ from ampgate.dlm import (
 )
 from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
+from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.inputs import first_measurement_complete, measurements
 from ampgate.gateway.open_devices import open_devices
 from ampgate.gateway.programming import DeviceProgramming
 from ampgate.gateway.publish import LoopCounters, build_snapshot
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
-from ampgate.gateway.writes import SetpointWrites
+from ampgate.gateway.writes import SetpointWriter
 from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import get_logger
 
@@ -67,8 +70,13 @@ STOP_GRACE_S = 1.0
 """On stop, a cycle still running (a dead line's timeouts) gets this long, then is cancelled."""
 
 
-class Gateway(DeviceProgramming, SetpointWrites):
-    """One site under control: devices, engine state, events and the snapshot it publishes."""
+class Gateway:
+    """One site under control: devices, engine state, events and the snapshot it publishes.
+
+    Composed of :class:`~ampgate.gateway.health.DeviceHealth`,
+    :class:`~ampgate.gateway.programming.DeviceProgramming` and
+    :class:`~ampgate.gateway.writes.SetpointWriter`, each given what it needs when it is made.
+    """
 
     def __init__(
         self,
@@ -97,9 +105,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
         self._polls: dict[str, asyncio.Task[None]] = {}
         """Each charger's poll in progress: polled on its own, so a silent or slow charger
         never delays the readings of the others (the engine needs them fresh)."""
-        self._writes: dict[str, asyncio.Task[None]] = {}
         self._bring_ups: dict[str, asyncio.Task[None]] = {}
-        self._write_targets: dict[str, int] = {}
         self._poll_rounds: dict[str, int] = {}
         self._serial_chargers = frozenset(
             name
@@ -108,8 +114,10 @@ class Gateway(DeviceProgramming, SetpointWrites):
         )
         """Chargers on RS485: the cycle does not wait for their polls (a round of a line takes
         most of a cycle; the engine bounds their older readings' draw conservatively)."""
-        self._fixed_failsafe = (
-            failsafe_plan(config, self.site) if config.dlm.failsafe_policy == "fixed" else None
+        self.health = DeviceHealth(self.events, clock, wall_clock)
+        self.programming = DeviceProgramming(config, self.site, self.events, self.health, self.log)
+        self.writer = SetpointWriter(
+            config, self.events, self.health, self.programming, self.log, clock
         )
 
     # ------------------------------------------------------------------ start-up
@@ -176,7 +184,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
             allocation = allocate(self.site, observed, self.state, now)
             self.state = allocation.state
             self.allocation = allocation
-            await self._write_all(allocation, now)
+            await self.writer.write_all(self.chargers, allocation, now)
             self._observe(allocation)
             self._bring_up_chargers()
         self._meter_events(now)
@@ -195,7 +203,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
             if not rt.bring_up_due or (task is not None and not task.done()):
                 continue
             rt.bring_up_due = False
-            self._bring_ups[rt.name] = asyncio.create_task(self._bring_up(rt))
+            self._bring_ups[rt.name] = asyncio.create_task(self.programming.bring_up(rt))
 
     def _start_polls(self) -> None:
         """Start a poll of every charger whose previous poll is done.
@@ -215,7 +223,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
 
     async def settle(self) -> None:
         """Wait for the charger polls and background writes in progress (tests, benchmarks)."""
-        tasks = [*self._polls.values(), *self._writes.values(), *self._bring_ups.values()]
+        tasks = [*self._polls.values(), *self.writer.in_progress(), *self._bring_ups.values()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _poll_meter(self, rt: MeterRuntime) -> None:
@@ -225,17 +233,17 @@ class Gateway(DeviceProgramming, SetpointWrites):
         if not rt.online and rt.device.map.identification:
             # first seen or back: identify before its readings are used (a map without
             # identification checks has nothing to ask; its identify would send no request)
-            await self._identify(rt)
+            await self.programming.identify(rt)
             if not rt.online or rt.refused:
                 return
         try:
             measurement = await rt.device.read_measurement()
         except AmpgateError as exc:
-            self._failed(rt, exc)
+            self.health.failed(rt, exc)
             return
         rt.values.update(measurement.readings)
         rt.measurement = measurement
-        self._succeeded(rt)
+        self.health.succeeded(rt)
         rt.measured_at = rt.last_ok
 
     async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:
@@ -245,17 +253,17 @@ class Gateway(DeviceProgramming, SetpointWrites):
         try:
             fast = await rt.device.read_fast()
         except AmpgateError as exc:
-            self._failed(rt, exc)
+            self.health.failed(rt, exc)
             return
         finally:
             rt.polled = True
         values = fast.readings
-        self._succeeded(rt)
+        self.health.succeeded(rt)
         if not was_online:
             # First seen, or back after being silent: the fast poll carries the identity
             # register, so a unit that was silent at start-up or was swapped is refused and
             # never written; its settings and programming follow the cycle's writes.
-            if not self._accept_identity(rt, rt.device.identity_from(values)):
+            if not self.programming.accept_identity(rt, rt.device.identity_from(values)):
                 return
             rt.bring_up_due = True
         rt.values.update(values)
@@ -273,8 +281,8 @@ class Gateway(DeviceProgramming, SetpointWrites):
             voltages=[number_of(values, f"voltage_l{i}") for i in (1, 2, 3)],
         )
         if slow and was_online:
-            await self._read_slow(rt)
-            await self._repair_drift(rt)
+            await self.programming.read_slow(rt)
+            await self.programming.repair_drift(rt)
 
     def _observe(self, allocation: Allocation) -> None:
         self.counters.count(allocation)
@@ -303,7 +311,14 @@ class Gateway(DeviceProgramming, SetpointWrites):
 
     def _publish(self) -> None:
         self.store.publish(
-            build_snapshot(self.config, self.chargers, self.meters, self.allocation, self.counters)
+            build_snapshot(
+                self.config,
+                self.chargers,
+                self.meters,
+                self.allocation,
+                self.counters,
+                self.events.recent,
+            )
         )
 
     # ------------------------------------------------------------------ run and stop
@@ -361,7 +376,7 @@ class Gateway(DeviceProgramming, SetpointWrites):
         ``only``: write the shutdown current to these chargers alone (a reload that drops
         chargers from the config leaves them at a safe current, not their last setpoint).
         """
-        running = (*self._polls.values(), *self._writes.values(), *self._bring_ups.values())
+        running = (*self._polls.values(), *self.writer.in_progress(), *self._bring_ups.values())
         background = [t for t in running if not t.done()]
         for task in background:
             task.cancel()

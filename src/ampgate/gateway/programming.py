@@ -1,13 +1,12 @@
 """Start-up and device programming: identify, read settings, program watchdog/failsafe, repair.
 
-Part of :class:`ampgate.gateway.loop.Gateway` (a mixin over its state): a device that fails is
-marked offline (:meth:`DeviceProgramming._failed`) and never stops the loop; one that answers
-as a different model is refused (``device_identity_mismatch``) and never written.
+A part of :class:`ampgate.gateway.loop.Gateway`: a device that fails is marked offline
+(:class:`~ampgate.gateway.health.DeviceHealth`) and never stops the loop; one that answers as a
+different model is refused (``device_identity_mismatch``) and never written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ampgate.config import SiteConfig
@@ -16,33 +15,39 @@ from ampgate.devices.device import IdentityResult
 from ampgate.dlm import Site
 from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
+from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, raw_of
 
 
 class DeviceProgramming:
-    """Identification, settings reads, watchdog/failsafe programming and health bookkeeping."""
+    """Identification, settings reads and watchdog/failsafe programming of the site's devices."""
 
-    config: SiteConfig
-    site: Site
-    events: EventLog
-    log: Any
-    clock: Callable[[], float]
-    wall_clock: Callable[[], float]
-    _fixed_failsafe: dict[str, int] | None
+    def __init__(
+        self, config: SiteConfig, site: Site, events: EventLog, health: DeviceHealth, log: Any
+    ) -> None:
+        """Program the devices of ``config`` (engine values ``site``) and report to ``events``."""
+        self.config, self.site, self.events, self.health, self.log = (
+            config, site, events, health, log,
+        )  # fmt: skip
+        self.fixed_failsafe = (
+            failsafe_plan(config, site) if config.dlm.failsafe_policy == "fixed" else None
+        )
+        """The installer's failsafe current per charger (policy ``fixed``), else None."""
 
-    async def _identify(self, rt: ChargerRuntime | MeterRuntime) -> None:
+    async def identify(self, rt: ChargerRuntime | MeterRuntime) -> None:
+        """Ask a device who it is; refuse a mismatch; read a charger's settings after it."""
         try:
             identity = await rt.device.identify()
         except AmpgateError as exc:
-            self._failed(rt, exc)
+            self.health.failed(rt, exc)
             return
-        self._succeeded(rt)
-        if not self._accept_identity(rt, identity):
+        self.health.succeeded(rt)
+        if not self.accept_identity(rt, identity):
             return
         if isinstance(rt, ChargerRuntime):
-            await self._read_slow(rt)
+            await self.read_slow(rt)
 
-    async def _bring_up(self, rt: ChargerRuntime) -> None:
+    async def bring_up(self, rt: ChargerRuntime) -> None:
         """Program a newly identified charger's watchdog and failsafe, then read its settings.
 
         The programming writes go first, on the priority lane: until they are done the charger
@@ -51,23 +56,24 @@ class DeviceProgramming:
         offline may have rebooted to its defaults: it is programmed again. The slow read follows.
         """
         rt.watchdog = rt.failsafe = None  # until programmed again, only lowering writes
-        await self._program_planned(rt)
+        await self.program_planned(rt)
         if rt.online and not rt.refused:
-            await self._read_slow(rt)
+            await self.read_slow(rt)
 
-    async def _read_slow(self, rt: ChargerRuntime) -> None:
+    async def read_slow(self, rt: ChargerRuntime) -> None:
+        """Read a charger's settings, identity and energy; refuse it if its identity changed."""
         try:
             slow = await rt.device.read_slow()
         except AmpgateError as exc:
-            self._failed(rt, exc)
+            self.health.failed(rt, exc)
             return
         rt.values.update(slow.readings)
-        self._succeeded(rt)
+        self.health.succeeded(rt)
         # The slow read carries the identity registers: a unit swapped between two polls
         # (never seen offline) is refused and never written again.
-        self._accept_identity(rt, rt.device.identity_from(slow.readings))
+        self.accept_identity(rt, rt.device.identity_from(slow.readings))
 
-    def _accept_identity(self, rt: ChargerRuntime | MeterRuntime, identity: IdentityResult) -> bool:
+    def accept_identity(self, rt: ChargerRuntime | MeterRuntime, identity: IdentityResult) -> bool:
         """Refuse a device whose identity does not match its map (event, never written)."""
         if identity.matches:
             return True
@@ -83,13 +89,13 @@ class DeviceProgramming:
         )
         return False
 
-    async def _program(self, rt: ChargerRuntime, failsafe: int) -> None:
+    async def program(self, rt: ChargerRuntime, failsafe: int) -> None:
         """Program and verify reg 19 (watchdog) and reg 20 (failsafe) on one charger."""
         watchdog = self.config.dlm.watchdog_seconds
         try:
             await rt.device.program_watchdog(watchdog, failsafe)
         except AmpgateError as exc:
-            self._failed(rt, exc)
+            self.health.failed(rt, exc)
             self.log.warning("watchdog_program_failed", device=rt.name, problem=str(exc))
             return
         rt.watchdog, rt.failsafe = watchdog, failsafe
@@ -97,15 +103,15 @@ class DeviceProgramming:
             "watchdog_programmed", device=rt.name, watchdog_seconds=watchdog, failsafe_amps=failsafe
         )
 
-    async def _program_planned(self, rt: ChargerRuntime) -> None:
+    async def program_planned(self, rt: ChargerRuntime) -> None:
         """Program the watchdog and the failsafe current the site's failsafe plan gives ``rt``."""
-        plan = self._fixed_failsafe or failsafe_plan(self.config, self.site)
-        await self._program(rt, plan[rt.name])
+        plan = self.fixed_failsafe or failsafe_plan(self.config, self.site)
+        await self.program(rt, plan[rt.name])
 
-    async def _repair_drift(self, rt: ChargerRuntime) -> None:
+    async def repair_drift(self, rt: ChargerRuntime) -> None:
         """Compare reg 19/20 with what was programmed; report and re-apply a difference."""
         if rt.watchdog is None or rt.failsafe is None:
-            await self._program_planned(rt)
+            await self.program_planned(rt)
             return
         actual = {
             "communication_timeout": raw_of(rt.values, "communication_timeout"),
@@ -123,18 +129,4 @@ class DeviceProgramming:
                 actual=value,
             )
         if drifted:
-            await self._program(rt, rt.failsafe)
-
-    def _succeeded(self, rt: ChargerRuntime | MeterRuntime) -> None:
-        rt.last_ok, rt.last_ok_unix, rt.online, rt.last_error = (
-            self.clock(),
-            self.wall_clock(),
-            True,
-            None,
-        )
-        self.events.device_seen(rt.name, True)
-
-    def _failed(self, rt: ChargerRuntime | MeterRuntime, exc: Exception) -> None:
-        rt.last_error = str(exc)
-        rt.online = False
-        self.events.device_seen(rt.name, False, problem=str(exc))
+            await self.program(rt, rt.failsafe)

@@ -1,6 +1,6 @@
 """Writing the engine's decisions: setpoints, phase mode and failsafe changes, watchdog refresh.
 
-Part of :class:`ampgate.gateway.loop.Gateway` (a mixin over its state). Lowering writes are
+A part of :class:`ampgate.gateway.loop.Gateway`. Lowering writes are
 awaited on the bus's priority lane; increases and refreshes run in the background, and one
 still waiting for the bus is cancelled when a newer decision changes its target.
 """
@@ -8,46 +8,56 @@ still waiting for the bus is cancelled when a newer decision changes its target.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ampgate.config import SiteConfig
 from ampgate.devices.charger import PHASE_TO_USE
 from ampgate.dlm import Allocation, Setpoint
 from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
+from ampgate.gateway.health import DeviceHealth
+from ampgate.gateway.programming import DeviceProgramming
 from ampgate.gateway.runtime import ChargerRuntime, raw_of
 
 WATCHDOG_REFRESH_FRACTION = 3
 """Re-write amps_to_use when the last write is older than watchdog / this."""
 
 
-class SetpointWrites:
-    """The output side of a cycle."""
+class SetpointWriter:
+    """The output side of a cycle: what the engine decided, on the wire."""
 
-    config: SiteConfig
-    events: EventLog
-    log: Any
-    clock: Callable[[], float]
-    chargers: dict[str, ChargerRuntime]
-    _writes: dict[str, asyncio.Task[None]]
-    _write_targets: dict[str, int]
-    _fixed_failsafe: dict[str, int] | None
+    def __init__(
+        self,
+        config: SiteConfig,
+        events: EventLog,
+        health: DeviceHealth,
+        programming: DeviceProgramming,
+        log: Any,
+        clock: Callable[[], float],
+    ) -> None:
+        """Write to the chargers of ``config``; failsafe changes go through ``programming``."""
+        self.config, self.events, self.health, self.programming = (
+            config, events, health, programming,
+        )  # fmt: skip
+        self.log, self.clock = log, clock
+        self._writes: dict[str, asyncio.Task[None]] = {}
+        self._write_targets: dict[str, int] = {}
 
-    if TYPE_CHECKING:  # provided by DeviceProgramming in the Gateway
+    def in_progress(self) -> list[asyncio.Task[None]]:
+        """The background writes (increases, refreshes) not yet done."""
+        return [t for t in self._writes.values() if not t.done()]
 
-        async def _program(self, rt: ChargerRuntime, failsafe: int) -> None: ...
-
-        def _failed(self, rt: ChargerRuntime, exc: Exception) -> None: ...
-
-    async def _write_all(self, allocation: Allocation, now: float) -> None:
+    async def write_all(
+        self, chargers: Mapping[str, ChargerRuntime], allocation: Allocation, now: float
+    ) -> None:
         """Lowering writes now (awaited, priority lane); the others in the background.
 
         An increase or a watchdog refresh waits its turn behind the polls on a slow line; the
         cycle does not wait for it, so the next meter read stays on time.
         """
         urgent, later = [], []
-        for rt in self.chargers.values():
+        for rt in chargers.values():
             setpoint = allocation.setpoints.get(rt.name)
             if setpoint is None:
                 continue
@@ -91,13 +101,13 @@ class SetpointWrites:
             if rt.setpoint is not None and setpoint.amps < rt.setpoint:
                 await self._apply_setpoint(rt, setpoint, now)
             return
-        wanted_failsafe = (self._fixed_failsafe or failsafe).get(rt.name)
+        wanted_failsafe = (self.programming.fixed_failsafe or failsafe).get(rt.name)
         if (
             wanted_failsafe is not None
             and rt.failsafe is not None
             and wanted_failsafe != rt.failsafe
         ):
-            await self._program(rt, int(wanted_failsafe))
+            await self.programming.program(rt, int(wanted_failsafe))
         # A switch to more phases after the setpoint is lowered, to fewer before it is raised:
         # the car never sees the old current on the new phases.
         switch_after = setpoint.phases == 3 and rt.setpoint is not None
@@ -118,7 +128,7 @@ class SetpointWrites:
         try:
             await rt.device.set_current(setpoint.amps)
         except AmpgateError as exc:
-            self._failed(rt, exc)
+            self.health.failed(rt, exc)
             self.log.warning(
                 "setpoint_write_failed", device=rt.name, amps=setpoint.amps, problem=str(exc)
             )

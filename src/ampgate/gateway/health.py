@@ -1,0 +1,38 @@
+"""Device health: every request's outcome marks its device online or offline, as an event.
+
+A device that fails is marked offline (the engine then assumes the worst for it) and never
+stops the loop; its next answer marks it online again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ampgate.gateway.events import EventLog
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
+
+
+class DeviceHealth:
+    """Records each device's last success or failure and reports changes to the event log."""
+
+    def __init__(
+        self, events: EventLog, clock: Callable[[], float], wall_clock: Callable[[], float]
+    ) -> None:
+        """Report to ``events``; time successes with ``clock`` (monotonic) and ``wall_clock``."""
+        self.events, self.clock, self.wall_clock = events, clock, wall_clock
+
+    def succeeded(self, rt: ChargerRuntime | MeterRuntime) -> None:
+        """The device answered: online, with the time of its answer."""
+        rt.last_ok, rt.last_ok_unix, rt.online, rt.last_error = (
+            self.clock(),
+            self.wall_clock(),
+            True,
+            None,
+        )
+        self.events.device_seen(rt.name, True)
+
+    def failed(self, rt: ChargerRuntime | MeterRuntime, exc: Exception) -> None:
+        """The device did not answer (or refused): offline, with the problem."""
+        rt.last_error = str(exc)
+        rt.online = False
+        self.events.device_seen(rt.name, False, problem=str(exc))
