@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ampgate.codec import schema
 from ampgate.codec.model import RegisterMap
@@ -145,7 +146,7 @@ def _locate(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[str | None, str
     return field_name, "".join(parts)
 
 
-def _describe(err: dict[str, Any], subject: str, *, in_field: bool) -> str:
+def _describe(err: ErrorDetails, subject: str, *, in_field: bool) -> str:
     """Plain-words text for one pydantic error about ``subject`` (a dotted key)."""
     kind = err["type"]
     key = subject.rsplit(".", 1)[-1]

@@ -36,12 +36,13 @@ class Reading:
 
 
 _new = object.__new__
-_set_field = Reading.field.__set__  # type: ignore[attr-defined]
-_set_raw = Reading.raw.__set__  # type: ignore[attr-defined]
-_set_value = Reading.value.__set__  # type: ignore[attr-defined]
-_set_unit = Reading.unit.__set__  # type: ignore[attr-defined]
-_set_missing = Reading.missing.__set__  # type: ignore[attr-defined]
-_set_unknown = Reading.unknown.__set__  # type: ignore[attr-defined]
+_slots = Reading.__dict__  # the slot descriptors: a Reading is built without __init__
+_set_field = _slots["field"].__set__
+_set_raw = _slots["raw"].__set__
+_set_value = _slots["value"].__set__
+_set_unit = _slots["unit"].__set__
+_set_missing = _slots["missing"].__set__
+_set_unknown = _slots["unknown"].__set__
 
 
 def new_reading(

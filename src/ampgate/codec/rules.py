@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from ampgate.codec.schema import TYPE_WORDS, FieldSpec, RegisterMapSpec, type_raw_range
 
@@ -151,7 +151,7 @@ def _hole_problems(spec: RegisterMapSpec, f: FieldSpec) -> Iterator[Problem]:
 def _overlaps(spec: RegisterMapSpec) -> Iterator[Problem]:
     by_function: dict[int, list[FieldSpec]] = {}
     for f in spec.fields:
-        function = f.function if f.function is not None else spec.model.default_function
+        function: int = f.function if f.function is not None else spec.model.default_function
         by_function.setdefault(function, []).append(f)
     for function, fields in sorted(by_function.items()):
         ordered = sorted(fields, key=lambda f: f.address)
@@ -174,5 +174,5 @@ def _identification(spec: RegisterMapSpec) -> Iterator[Problem]:
             yield None, f"identification names unknown field {check.field!r}"
 
 
-def _names(tables: dict[str, object]) -> str:
+def _names(tables: Mapping[str, object]) -> str:
     return ", ".join(sorted(tables)) or "none defined"

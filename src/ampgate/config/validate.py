@@ -112,7 +112,7 @@ def _model_catalogue() -> dict[str, str]:
     from ampgate.codec import list_models, load_map
     from ampgate.errors import MapError
 
-    catalogue = {}
+    catalogue: dict[str, str] = {}
     for model in list_models():
         try:
             catalogue[model] = load_map(model).model.kind

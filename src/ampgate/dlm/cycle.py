@@ -13,6 +13,7 @@ from ampgate.dlm.fill import fill_levels
 from ampgate.dlm.loads import GroupLoad, group_loads
 from ampgate.dlm.model import (
     CAR_REACTION_S,
+    ChargerMemory,
     EngineState,
     Measurements,
     Notice,
@@ -174,7 +175,7 @@ class Cycle:
             phase_res = index.uses(cid, v.site_phases)[0]
             if min(map(cap.__getitem__, phase_res)) < -EPS:
                 over = next(r for r in phase_res if cap[r] < -EPS)
-                g, p = index.resource_keys[over]
+                g, p = index.phase_of(over)
                 self.amps[cid] = 0
                 self.results[cid] = (
                     f"{phase_label(g, p)} over limit without EV load: charger held at 0 A",
@@ -316,7 +317,7 @@ class Cycle:
                 out.append(account)
         return tuple(out)
 
-    def next_memory(self, v: ChargerView):
+    def next_memory(self, v: ChargerView) -> ChargerMemory:
         """The charger's memory for the next cycle."""
         amps = self.amps[v.id]
         if not v.online:

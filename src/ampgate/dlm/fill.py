@@ -207,6 +207,6 @@ def water_fill(items: Sequence[FillItem], capacity: dict[Hashable, float]) -> di
     keys = list(numbers)
     amps, limited = fill_levels([it.lo for it in items], [it.hi for it in items], uses, caps)
     return {
-        it.id: FillResult(amps[i], None if limited[i] is None else keys[limited[i]])
+        it.id: FillResult(amps[i], None if (by := limited[i]) is None else keys[by])
         for i, it in enumerate(items)
     }

@@ -24,7 +24,7 @@ something the model does not know about draws current.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from ampgate.dlm.loads import GroupLoad
@@ -50,7 +50,7 @@ def guard_measured(
     groups: Iterable[Group],
     index: SiteIndex,
     loads: Mapping[str, GroupLoad],
-    views: list,
+    views: Sequence[GuardedCharger],
     amps: dict[str, int],
     results: dict[str, tuple[str, str]],
     priority: Mapping[str, int],
@@ -99,7 +99,7 @@ def _budget(v: GuardedCharger, amps: Mapping[str, int]) -> float:
 
 
 def _shed(
-    on: list,
+    on: list[GuardedCharger],
     phase: int,
     need: float,
     amps: dict[str, int],

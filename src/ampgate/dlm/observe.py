@@ -93,6 +93,48 @@ class ChargerView:
         "vehicle",
         "wants",
     )  # fmt: skip
+    spec: ChargerSpec
+    id: str
+    known: bool
+    """The engine has a memory of this charger from earlier cycles."""
+    online: bool
+    vehicle: VehicleState
+    wants: bool
+    previous: int
+    """The setpoint in effect before this cycle."""
+    phases: Literal[1, 3] | None
+    changed_at: float | None
+    paused_at: float | None
+    phase_switched_at: float | None
+    served_s: float
+    phases_in_use: frozenset[int] | None
+    underdraw_since: float | None
+    underdraw_cap: int | None
+    session: bool
+    recent_draw: tuple[tuple[float, PhaseTriple], ...]
+    recent_targets: tuple[tuple[float, PhaseTriple], ...]
+    lo: int
+    max_current: int
+    switchable: bool
+    measured: PhaseTriple
+    measured_at: float
+    drawing: frozenset[int]
+    """The terminals the car is measured drawing on."""
+    mode: Literal[1, 3] | None
+    terminals: tuple[int, ...]
+    site_phases: tuple[int, ...]
+    phases_before: tuple[Literal[1, 3] | None, tuple[int, ...], tuple[int, ...]]
+    phase_pending_since: float | None
+    phase_blocked_until: float | None
+    overdraw_a: float
+    overdraw_since: float | None
+    stopped_at: float | None
+    reserve: float
+    pause_overdraw: bool
+    hi: int
+    hi_code: str
+    ramp_hi: int
+    notices: list[Notice]
 
     def memory(self, setpoint: int) -> ChargerMemory:
         """The charger's memory with ``setpoint`` (other fields as observed)."""
@@ -220,7 +262,7 @@ def observe_charger(
     if blocked is not None and now >= blocked:
         blocked = None
     if pending is not None and online and switchable and phases in (1, 3):
-        if confirms(phases, wired, reported, drawing):  # type: ignore[arg-type]
+        if confirms(phases, wired, reported, drawing):
             pending = None
         elif now - pending >= settings.phase_switch_timeout_s:
             actual = _actual_mode(reported, drawing)

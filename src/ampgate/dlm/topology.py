@@ -7,6 +7,7 @@ into lookup tables the engine uses every cycle (cached per site value).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ampgate.dlm.model import (
     MAX_CHARGING_CURRENT,
@@ -86,7 +87,8 @@ def check_site(site: Site) -> Site:
         problems.extend(_check_group(group, ids))
     parents = {g.id: g.parent for g in site.groups}
     for gid in ids:
-        seen, cur = set(), gid
+        seen: set[str] = set()
+        cur: str | None = gid
         while cur is not None and cur in parents:
             if cur in seen:
                 problems.append(f"group {gid!r}: parent chain loops through {cur!r}")
@@ -114,6 +116,10 @@ def check_site(site: Site) -> Site:
     return site
 
 
+FillRow = tuple[tuple[int, float], ...]
+"""``((resource, coefficient), ...)``: what one charger loads, for the water-filling."""
+
+
 @dataclass(frozen=True, slots=True)
 class SiteIndex:
     """Lookup tables of a valid site, built once per site (see :func:`site_index`).
@@ -134,18 +140,27 @@ class SiteIndex:
     """Group id → its position in ``site.groups`` (phase resources 3·i .. 3·i+2)."""
     power_resource: dict[str, int] = field(default_factory=dict)
     """Group id → the resource number of its power cap (only groups with a cap)."""
-    resource_keys: tuple[tuple, ...] = ()
+    resource_keys: tuple[tuple[str, int] | tuple[str, str], ...] = ()
     """Resource number → ``(group id, phase)`` or ``("power", group id)``."""
     base_capacity: tuple[float, ...] = ()
     """Resource number → limit − headroom (phase), or the power cap in amps at nominal voltage."""
     rotation_tables: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     """Charger id → site phase of each of its terminals 0, 1, 2."""
-    _phase_cache: dict = field(default_factory=dict)
-    _uses_cache: dict = field(default_factory=dict)
-    _failsafe_cache: dict = field(default_factory=dict)
-    _row_cache: dict = field(default_factory=dict)
-    reason_cache: dict = field(default_factory=dict)
+    _phase_cache: dict[tuple[str, tuple[int, ...]], tuple[int, ...]] = field(default_factory=dict)
+    _uses_cache: dict[tuple[str, tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    _failsafe_cache: dict[int, dict[str, int]] = field(default_factory=dict)
+    _row_cache: dict[Any, FillRow] = field(default_factory=dict)
+    reason_cache: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
     """Memoised reason texts, keyed by whatever the engine needs (internal)."""
+
+    def phase_of(self, resource: int) -> tuple[str, int]:
+        """``(group id, site phase)`` of a phase resource (a power cap has none: ValueError)."""
+        group, phase = self.resource_keys[resource]
+        if isinstance(phase, str):
+            raise ValueError(f"resource {resource} is the power cap of group {phase!r}")
+        return group, phase
 
     def site_phases(self, charger_id: str, terminals: tuple[int, ...]) -> tuple[int, ...]:
         """Site phases (sorted) that ``terminals`` of a charger sit on (memoised)."""
@@ -174,7 +189,7 @@ class SiteIndex:
             hit = self._uses_cache[key] = (phase_res, power_res)
         return hit
 
-    def fill_row(self, charger_id: str, site_phases: tuple[int, ...]) -> tuple:
+    def fill_row(self, charger_id: str, site_phases: tuple[int, ...]) -> FillRow:
         """``((resource, coefficient), ...)`` of a charger on ``site_phases``.
 
         Equal rows are the same tuple object, which lets the water-filling merge chargers
@@ -198,13 +213,14 @@ def _build_index(site: Site) -> SiteIndex:
     chain: dict[str, tuple[str, ...]] = {}
     members: dict[str, list[str]] = {g: [] for g in groups}
     for charger in site.chargers:
-        path, cur = [], charger.group
+        path: list[str] = []
+        cur: str | None = charger.group
         while cur is not None:
             path.append(cur)
             members[cur].append(charger.id)
             cur = groups[cur].parent
         chain[charger.id] = tuple(path)
-    keys: list[tuple] = []
+    keys: list[tuple[str, int] | tuple[str, str]] = []
     base: list[float] = []
     for g in site.groups:
         for p in range(3):

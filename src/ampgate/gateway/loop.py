@@ -292,6 +292,8 @@ class Gateway:
     def _meter_events(self, now: float) -> None:
         limit = self.config.dlm.meter_stale_seconds
         for name, rt in self.meters.items():
+            if rt.config is None:  # every meter of a site file has its config
+                continue
             # Freshness is the age of the last measurement, not of the last answer: a meter
             # that answers its identification but fails its measurement reads is stale.
             since = rt.measured_at if rt.measured_at is not None else self.started_at or now

@@ -56,7 +56,8 @@ class SetpointWriter:
         An increase or a watchdog refresh waits its turn behind the polls on a slow line; the
         cycle does not wait for it, so the next meter read stays on time.
         """
-        urgent, later = [], []
+        urgent: list[tuple[ChargerRuntime, Setpoint]] = []
+        later: list[tuple[ChargerRuntime, Setpoint]] = []
         for rt in chargers.values():
             setpoint = allocation.setpoints.get(rt.name)
             if setpoint is None:

@@ -21,6 +21,7 @@ The scores are :class:`~ampgate.sim.scoring.Score` (see there).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import deque
@@ -163,14 +164,23 @@ class ClosedLoop:
         else:
             for name in self.chargers:
                 slow = self.polls[name] % self.config.dlm.slow_poll_every == 0
-                self.at(
-                    t + 0.004, lambda now, n=name, s=slow: self._read_charger(n, s, now + 0.002)
-                )
+                self.at(t + 0.004, self._reading(name, slow, delay=0.002))
             self.at(t + 0.008, self._read_meters)
             self.at(t + 0.011, self._decide)
 
     def _poll_s(self, slow: bool) -> float:
         return self.poll_s + (self.slow_s if slow else 0.0)
+
+    def _reading(
+        self, name: str, slow: bool, *, delay: float = 0.0, at: float | None = None
+    ) -> Callable[[float], None]:
+        """The action reading charger ``name``: its answer is complete at ``at``, or ``delay``
+        after the action runs."""
+
+        def read(now: float) -> None:
+            self._read_charger(name, slow, at if at is not None else now + delay)
+
+        return read
 
     def _read_charger(self, name: str, slow: bool, done: float) -> None:
         """Read a charger's registers now (as its answer is built); usable from ``done``."""
@@ -250,8 +260,8 @@ class ClosedLoop:
         if self.rtu:
             self._enqueue(request, urgent=urgent)
         else:
-            self.at(t + 0.002, lambda now, r=request: self._apply_write(r, now))
-            self.at(t + request.duration, lambda now, r=request: self._write_done(r, now))
+            self.at(t + 0.002, functools.partial(self._apply_write, request))
+            self.at(t + request.duration, functools.partial(self._write_done, request))
 
     def _cancel(self, request: _Request) -> None:
         for queue in (self.line, self.urgent):
@@ -287,13 +297,10 @@ class ClosedLoop:
         answer_at = now + request.request_s
         done_at = now + request.duration
         if request.kind in ("poll", "slow"):
-            self.at(
-                answer_at,
-                lambda t, r=request: self._read_charger(r.charger, r.kind == "slow", done_at),
-            )
+            self.at(answer_at, self._reading(request.charger, request.kind == "slow", at=done_at))
         else:
-            self.at(answer_at, lambda t, r=request: self._apply_write(r, t))
-            self.at(done_at, lambda t, r=request: self._write_done(r, t))
+            self.at(answer_at, functools.partial(self._apply_write, request))
+            self.at(done_at, functools.partial(self._write_done, request))
         self.at(done_at, self._next_on_line)
 
 

@@ -166,7 +166,7 @@ class Scenario:
 
 def _triple(value: Any, where: str) -> PhaseTriple:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return (float(value),) * 3  # type: ignore[return-value]
+        return (float(value),) * 3
     if (
         isinstance(value, list)
         and len(value) == 3
@@ -178,7 +178,7 @@ def _triple(value: Any, where: str) -> PhaseTriple:
 
 def _validate(
     scenario: Scenario,
-    buses: dict[str, Mapping[str, Any]],
+    buses: Mapping[str, Mapping[str, Any]],
     bus_of: Mapping[str, str],
     extra: Mapping[str, Any],
 ) -> SiteConfig:

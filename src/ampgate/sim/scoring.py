@@ -30,7 +30,7 @@ simulation or the daemon over Modbus), the :class:`Scorer` reports:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 from ampgate.dlm.fill import FillItem, water_fill
@@ -239,10 +239,10 @@ class Scorer:
             for k, _ in uses:
                 room[k] -= MIN_CHARGING_CURRENT
             admitted.append((FillItem(car.id, MIN_CHARGING_CURRENT, hi, uses), len(car.terminals)))
-        capacity = dict(room)
+        capacity: dict[Hashable, float] = dict(room)
         for item, _ in admitted:
-            for k, _c in item.uses:
-                capacity[k] += MIN_CHARGING_CURRENT
+            for resource, _c in item.uses:
+                capacity[resource] += MIN_CHARGING_CURRENT
         filled = water_fill([item for item, _ in admitted], capacity) if admitted else {}
         rate = float(sum(filled[item.id].amps * n for item, n in admitted))
         if len(self._oracle_cache) > 50_000:

@@ -38,11 +38,11 @@ class _DeviceContext(ModbusServerContext):
         # and logs a deprecation warning. These attributes are what the server looks at.
         self.old_simulator = True
         self.simdevices = []
-        self._devices = devices
+        self._sim_devices = devices
         self._server = server
 
     def _device(self, unit_id: int) -> SimulatedDevice:
-        device = self._devices.get(unit_id)
+        device = self._sim_devices.get(unit_id)
         if device is None:
             raise NoSuchIdException(f"unit id {unit_id} is not served")
         faults = faults_of(device)
@@ -77,7 +77,7 @@ class _DeviceContext(ModbusServerContext):
 
     def device_ids(self) -> list[int]:
         """Unit ids served (used by pymodbus for broadcasts, which are off)."""
-        return list(self._devices)
+        return list(self._sim_devices)
 
 
 class TcpSimServer:

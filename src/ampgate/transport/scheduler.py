@@ -57,9 +57,10 @@ class FairScheduler(Generic[T]):
         if slot.priority:
             queue = self._priority
         else:
-            queue = self._units.get(slot.unit_id)
-            if queue is None:
-                queue = self._units[slot.unit_id] = deque()
+            found = self._units.get(slot.unit_id)
+            if found is None:
+                found = self._units[slot.unit_id] = deque()
+            queue = found
         if front:
             queue.appendleft(slot)
         else:

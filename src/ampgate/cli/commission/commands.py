@@ -168,7 +168,7 @@ class _IntermixedParser(argparse.ArgumentParser):
 
     _inside = False
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+    def parse_known_args(self, args=None, namespace=None):
         """Parse with `parse_known_intermixed_args` (which calls back here for each pass)."""
         if self._inside:
             return super().parse_known_args(args, namespace)

@@ -141,7 +141,7 @@ def map_rows(rmap: RegisterMap) -> list[list[str]]:
                 f.type,
                 rmap.word_order_of(f) if f.words > 1 else "",
                 format_number(f.scale),
-                "" if f.unit in (None, "1") else f.unit,
+                "" if f.unit is None or f.unit == "1" else f.unit,
                 _summary(rmap, f),
                 "yes" if f.verified else "NO",
             ]

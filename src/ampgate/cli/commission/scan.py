@@ -160,15 +160,15 @@ async def probe_unit(
                     "garbled answer (bad CRC): a device at another baud rate or parity?",
                 )
             continue
-        evidence = _plausible(readings)
-        if evidence is not None:
+        plausible = _plausible(readings)
+        if plausible is not None:
             return Found(
                 address,
                 unit,
                 probe.rmap.id,
                 probe.rmap.model.kind,
                 "probable",
-                evidence,
+                plausible,
                 await _details(device),
             )
         answered.append(f"{probe.rmap.id}: implausible values")
