@@ -143,6 +143,59 @@ async def test_sighup_keeps_the_old_config_when_the_new_one_is_invalid(tmp_path)
         await site.stop()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _http_status(port: int, path: str = "/healthz") -> int | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None  # nobody listening
+
+
+async def test_sighup_applies_the_new_log_and_metrics_sections(tmp_path):
+    site = await start_site(1, limit=32)
+    config = tmp_path / "site.toml"
+    first, second = _free_port(), _free_port()
+    text = site.config_text().replace("enabled = false", f'listen = "127.0.0.1:{first}"')
+    config.write_text(text)
+    proc = await _start_daemon(config)
+    try:
+        await _until(lambda: _setpoints(site)["c1"] > 6, 20, "a setpoint")
+        assert await asyncio.to_thread(_http_status, first) is not None
+        moved = text.replace(f"127.0.0.1:{first}", f"127.0.0.1:{second}")
+        _replace(config, moved + '\n[log]\nformat = "json"\nlevel = "warning"\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while await asyncio.to_thread(_http_status, second) is None:
+            assert time.monotonic() < deadline, "metrics did not move to the new listen address"
+            await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(_http_status, first) is None  # the old one is closed
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 5)
+        events = _events(stderr)
+        (reconfigured,) = [e for e in events if e["event"] == "logging_reconfigured"]
+        assert reconfigured["log_level"] == "warning"
+        after = events[events.index(reconfigured) + 1 :]
+        assert not [e for e in after if e.get("level") == "info"], after  # the new level holds
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await site.stop()
+
+
 async def test_demo_runs_for_its_duration_and_exits_0():
     proc = await asyncio.create_subprocess_exec(
         *AMPGATE,

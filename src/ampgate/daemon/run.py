@@ -2,8 +2,11 @@
 
 ``SIGTERM``/``SIGINT`` stop the loop, write the shutdown current and exit within a few seconds.
 ``SIGHUP`` re-reads the config file: a valid one replaces the running gateway (the engine state
-of chargers that stay is kept), an invalid one is logged problem by problem and the old one
-keeps running.
+of chargers that stay is kept) and applies its ``[log]`` and ``[metrics]`` sections (logging is
+reconfigured, the metrics server moves to a new ``listen`` address); an invalid one is logged
+problem by problem and the old one keeps running. systemd is told ``READY=1`` once the first
+cycle has run (the chargers found above their share are lowered by then), and again after a
+reload.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any
 
 from ampgate.config import SiteConfig, check_config, load_config
 from ampgate.daemon import systemd
+from ampgate.errors import ConfigError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.loop import Gateway
+from ampgate.interfaces.http import MetricsHttpServer
 from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
 
@@ -42,7 +47,10 @@ class Daemon:
         self.store = store if store is not None else SnapshotStore()
         self.events = EventLog()
         self.gateway = Gateway(config, store=self.store, events=self.events)
+        self.metrics_wanted = serve_metrics
         self.serve_metrics = serve_metrics and config.metrics.enabled
+        self.ready = False
+        """True once systemd was told READY=1 (after the first cycle)."""
         self.on_cycle = on_cycle
         self.stop_event = asyncio.Event()
         self._reload_requested = False
@@ -63,12 +71,35 @@ class Daemon:
     def _start_metrics(self) -> None:
         if not self.serve_metrics:
             return
-        from ampgate.interfaces.http import MetricsHttpServer
-
         host, port = self.config.metrics.host_port()
         self.http = MetricsHttpServer(self.store, host=host, port=port)
         self.http.start()
         self.log.info("metrics_listening", host=host, port=self.http_port)
+
+    def _move_metrics(self, old: SiteConfig) -> None:
+        """Serve metrics as the reloaded ``[metrics]`` says; if its address cannot be bound,
+        keep serving on the old one (a reload never takes the metrics away)."""
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        self.serve_metrics = self.metrics_wanted and self.config.metrics.enabled
+        try:
+            self._start_metrics()
+            return
+        except ConfigError as exc:
+            self.log.error(
+                "metrics_listen_failed", listen=self.config.metrics.listen, problem=str(exc)
+            )
+        if not (self.metrics_wanted and old.metrics.enabled):
+            return
+        host, port = old.metrics.host_port()
+        try:
+            server = MetricsHttpServer(self.store, host=host, port=port)
+            server.start()
+        except ConfigError as exc:
+            self.log.error("metrics_listen_failed", listen=old.metrics.listen, problem=str(exc))
+            return
+        self.http, self.serve_metrics = server, True
 
     @property
     def http_port(self) -> int | None:
@@ -88,7 +119,15 @@ class Daemon:
         # until the new gateway writes (no gap in control for them).
         removed = set(self.config.chargers) - set(new.chargers)
         await self.gateway.shutdown(write=bool(removed), only=removed)
+        old = self.config
         self.config = new
+        if new.log != old.log:  # said in the old format, the last line before the new one
+            self.log.info(
+                "logging_reconfigured", log_format=new.log.format, log_level=new.log.level
+            )
+            configure_logging(new.log.format, new.log.level)
+        if new.metrics != old.metrics:
+            self._move_metrics(old)
         self.gateway = Gateway(new, store=self.store, events=self.events)
         self.gateway.state = old_state  # keep what the engine knew about chargers that stay
         await self.gateway.start()
@@ -112,7 +151,6 @@ class Daemon:
         self._start_metrics()
         try:
             await self.gateway.start()
-            systemd.notify_ready(f"controlling {len(self.config.chargers)} charger(s)")
             self.log.info("daemon_started", site=self.config.site.name)
             while True:
                 await self.gateway.run(self.stop_event, self._after_cycle)
@@ -133,6 +171,9 @@ class Daemon:
         return 0
 
     def _after_cycle(self, gateway: Gateway) -> None:
+        if not self.ready and gateway.allocation is not None:
+            self.ready = True
+            systemd.notify_ready(f"controlling {len(self.config.chargers)} charger(s)")
         if any(rt.online for rt in [*gateway.chargers.values(), *gateway.meters.values()]):
             systemd.notify_watchdog()
         if self.on_cycle is not None:
