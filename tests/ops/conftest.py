@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from ampgate.gateway.publish import request_stats
 from ampgate.interfaces.snapshot import (
     ChargerReadings,
     DaemonSnapshot,
@@ -16,12 +17,14 @@ from ampgate.interfaces.snapshot import (
     MeterReadings,
     PhaseAllocation,
     PhaseValues,
-    RequestStats,
+    RequestStatsSnapshot,
     SnapshotStore,
     bit_states,
     enum_state,
     evc2_error_ocpp_codes,
 )
+from ampgate.transport.health import HealthTracker
+from ampgate.transport.result import RequestResult, ResultKind, new_result
 
 # The EVC2 enums and bits as the reference states them (teltocharge-evc2.md a, b, c, d, e, f).
 EVSE_STATUS = {
@@ -103,15 +106,20 @@ ERROR_BITS = dict(
 )
 
 
-def _stats(ok: int, timeouts: int, exc_code: int | None) -> RequestStats:
-    stats = RequestStats()
+def _stats(ok: int, timeouts: int, exc_code: int | None) -> RequestStatsSnapshot:
+    """The request statistics the gateway publishes, counted the way the transport counts."""
+    tracker = HealthTracker("rs485", 1)
+
+    def result(kind: ResultKind, rtt: float | None, code: int | None = None) -> RequestResult:
+        return new_result(kind, "rs485", 1, 3, 0, 1, (0,), code, None, rtt, 1, "")
+
     for i in range(ok):
-        stats.record("ok", rtt_seconds=0.02 + 0.01 * (i % 7))
+        tracker.record(result(ResultKind.OK, 0.02 + 0.01 * (i % 7)))
     for _ in range(timeouts):
-        stats.record("timeout")
+        tracker.record(result(ResultKind.TIMEOUT, None))
     if exc_code is not None:
-        stats.record("exception", exception_code=exc_code)
-    return stats
+        tracker.record(result(ResultKind.EXCEPTION, 0.03, exc_code))
+    return request_stats(tracker.snapshot())
 
 
 def _charger(voltages: tuple[float, float, float], amps: float, errors_raw: int, status: int):
@@ -149,7 +157,7 @@ def realistic_snapshot(now_monotonic: float | None = None) -> DaemonSnapshot:
             unit_id=1,
             up=True,
             last_success_unix=wall - 1.5,
-            requests=_stats(120, 2, None).snapshot(),
+            requests=_stats(120, 2, None),
             charger=_charger((231.0, 229.5, 230.2), 15.8, 0, 0),
         ),
         DeviceSnapshot(
@@ -160,7 +168,7 @@ def realistic_snapshot(now_monotonic: float | None = None) -> DaemonSnapshot:
             unit_id=2,
             up=False,
             last_success_unix=wall - 95.0,
-            requests=_stats(40, 17, 2).snapshot(),
+            requests=_stats(40, 17, 2),
             charger=_charger((262.0, 230.0, 231.0), 0.0, 0b1000_0000_0001 | 0b10000, 8),
         ),
         DeviceSnapshot(
@@ -171,7 +179,7 @@ def realistic_snapshot(now_monotonic: float | None = None) -> DaemonSnapshot:
             unit_id=10,
             up=True,
             last_success_unix=wall - 0.7,
-            requests=_stats(300, 0, None).snapshot(),
+            requests=_stats(300, 0, None),
             meter=MeterReadings(
                 voltage_volts=PhaseValues(230.1, 229.8, 231.4),
                 current_amperes=PhaseValues(42.5, 38.0, -3.5),

@@ -9,53 +9,12 @@ import pytest
 
 from ampgate.interfaces.snapshot import (
     DaemonSnapshot,
-    RequestStats,
-    RttHistogram,
     SnapshotStore,
     bit_states,
     enum_state,
     evc2_error_ocpp_codes,
     firmware_dotted,
 )
-
-
-def test_rtt_histogram_buckets_are_cumulative_and_inclusive():
-    hist = RttHistogram((0.01, 0.1, 1.0))
-    for seconds in (0.01, 0.05, 0.1, 0.5, 7.0, -1.0):
-        hist.observe(seconds)
-    snap = hist.snapshot()
-    assert snap.cumulative_counts == (2, 4, 5)  # -1 clamps to 0; 0.01 and 0.1 are on the bound
-    assert snap.count == 6
-    assert snap.sum_seconds == pytest.approx(7.66)
-
-
-def test_rtt_histogram_rejects_unordered_bounds():
-    with pytest.raises(ValueError, match="increasing"):
-        RttHistogram((0.1, 0.1))
-
-
-def test_request_stats_count_every_kind_and_exception_code():
-    stats = RequestStats()
-    stats.record("ok", rtt_seconds=0.02)
-    stats.record("exception", exception_code=2)
-    stats.record("exception", exception_code=2)
-    stats.record("crc")
-    snap = stats.snapshot()
-    assert dict(snap.by_result) == {
-        "ok": 1,
-        "timeout": 0,
-        "exception": 2,
-        "crc": 1,
-        "connection": 0,
-    }
-    assert dict(snap.by_exception_code) == {2: 2}
-    assert snap.rtt.count == 1
-    stats.record("timeout")
-    assert snap.by_result["timeout"] == 0  # a published snapshot does not change afterwards
-    with pytest.raises(TypeError):
-        snap.by_result["ok"] = 5  # type: ignore[index]
-    with pytest.raises(ValueError, match="not one of"):
-        stats.record("lost")  # type: ignore[arg-type]
 
 
 def test_bit_states_list_documented_bits_and_name_unknown_ones():

@@ -1,6 +1,6 @@
-"""The daemon's latest state as frozen values: the only thing metrics and /healthz read.
+"""The daemon's latest state as frozen values: the only thing the outside world reads.
 
-The daemon loop builds a new :class:`DaemonSnapshot` after every cycle and hands it to
+The gateway builds a new :class:`DaemonSnapshot` after every cycle and hands it to
 :meth:`SnapshotStore.publish`; the metrics collector and the health endpoint call
 :meth:`SnapshotStore.latest` from the HTTP server thread. A scrape therefore never causes Modbus
 traffic and never sees a half-updated state.
@@ -9,9 +9,9 @@ How the daemon fills it (units are those in the attribute names; ``None`` = not 
 
 * one :class:`DeviceSnapshot` per configured device, with ``charger=`` or ``meter=`` readings from
   the latest successful poll (``None`` until the first one);
-* request statistics are cumulative since start: keep one :class:`RequestStats` per device, call
-  :meth:`RequestStats.record` after every Modbus request and put ``stats.snapshot()`` into the
-  device snapshot;
+* request statistics are cumulative since start, counted by the transport per unit
+  (:class:`ampgate.transport.DeviceHealth`) and converted into :class:`RequestStatsSnapshot` by
+  :func:`ampgate.gateway.publish.request_stats`;
 * enum registers (EVSE status, IEC state, charge point state, current limit cause) become an
   :class:`EnumState` via :func:`enum_state` from the decoded label and the map's enum
   (``RegisterMap.enum_of(field)``), so every documented state is exported, 1 for the active one;
@@ -23,11 +23,9 @@ How the daemon fills it (units are those in the attribute names; ``None`` = not 
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import platform
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -78,40 +76,6 @@ class RttHistogramSnapshot:
     count: int = 0
 
 
-class RttHistogram:
-    """Accumulates round-trip times for one device; owned and updated by the daemon loop only."""
-
-    __slots__ = ("_bounds", "_count", "_counts", "_sum")
-
-    def __init__(self, bounds: Sequence[float] = DEFAULT_RTT_BUCKETS) -> None:
-        """Create an empty histogram with the given strictly increasing bucket upper bounds."""
-        bounds = tuple(float(b) for b in bounds)
-        if not bounds or any(b2 <= b1 for b1, b2 in itertools.pairwise(bounds)):
-            raise ValueError(f"histogram bounds must be non-empty and increasing, got {bounds}")
-        self._bounds = bounds
-        self._counts = [0] * len(bounds)  # per bucket, not cumulative
-        self._count = 0
-        self._sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Add one round-trip time in seconds (negative values are clamped to 0)."""
-        seconds = max(0.0, float(seconds))
-        index = bisect.bisect_left(self._bounds, seconds)
-        if index < len(self._bounds):
-            self._counts[index] += 1
-        self._count += 1
-        self._sum += seconds
-
-    def snapshot(self) -> RttHistogramSnapshot:
-        """Return the current state as a frozen value with cumulative bucket counts."""
-        cumulative: list[int] = []
-        running = 0
-        for c in self._counts:
-            running += c
-            cumulative.append(running)
-        return RttHistogramSnapshot(self._bounds, tuple(cumulative), self._sum, self._count)
-
-
 @dataclass(frozen=True, slots=True)
 class RequestStatsSnapshot:
     """Cumulative request counts for one device since the daemon started."""
@@ -123,43 +87,6 @@ class RequestStatsSnapshot:
     by_exception_code: Mapping[int, int] = field(default_factory=lambda: _frozen_mapping({}))
     """Exception responses per Modbus exception code (1 illegal function, 2 address, ...)."""
     rtt: RttHistogramSnapshot = field(default_factory=RttHistogramSnapshot)
-
-
-class RequestStats:
-    """Mutable per-device request counters, updated by the daemon loop after each request."""
-
-    __slots__ = ("_by_code", "_by_result", "rtt")
-
-    def __init__(self, rtt_bounds: Sequence[float] = DEFAULT_RTT_BUCKETS) -> None:
-        """Start with every count at zero."""
-        self._by_result: dict[str, int] = dict.fromkeys(REQUEST_RESULTS, 0)
-        self._by_code: dict[int, int] = {}
-        self.rtt = RttHistogram(rtt_bounds)
-
-    def record(
-        self,
-        result: RequestResult,
-        *,
-        rtt_seconds: float | None = None,
-        exception_code: int | None = None,
-    ) -> None:
-        """Count one request; pass ``rtt_seconds`` if answered, ``exception_code`` if refused."""
-        if result not in self._by_result:
-            raise ValueError(f"request result {result!r} is not one of {REQUEST_RESULTS}")
-        self._by_result[result] += 1
-        if exception_code is not None:
-            code = int(exception_code)
-            self._by_code[code] = self._by_code.get(code, 0) + 1
-        if rtt_seconds is not None:
-            self.rtt.observe(rtt_seconds)
-
-    def snapshot(self) -> RequestStatsSnapshot:
-        """Return the counts as a frozen value."""
-        return RequestStatsSnapshot(
-            _frozen_mapping(self._by_result),
-            _frozen_mapping(self._by_code),
-            self.rtt.snapshot(),
-        )
 
 
 # --------------------------------------------------------------------------------------------
