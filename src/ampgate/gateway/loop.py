@@ -49,6 +49,7 @@ from ampgate.dlm import (
     allocate,
 )
 from ampgate.errors import AmpgateError
+from ampgate.gateway.counters import monotonic_readings
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.inputs import first_measurement_complete, measurements
@@ -241,7 +242,7 @@ class Gateway:
         except AmpgateError as exc:
             self.health.failed(rt, exc)
             return
-        rt.values.update(measurement.readings)
+        rt.values.update(monotonic_readings(rt, measurement.readings, self.events))
         rt.measurement = measurement
         self.health.succeeded(rt)
         rt.measured_at = rt.last_ok
@@ -266,7 +267,7 @@ class Gateway:
             if not self.programming.accept_identity(rt, rt.device.identity_from(values)):
                 return
             rt.bring_up_due = True
-        rt.values.update(values)
+        rt.values.update(monotonic_readings(rt, values, self.events))
         rt.measured_at = rt.last_ok
         amps = raw_of(values, "amps_to_use")
         if amps is not None:

@@ -14,6 +14,7 @@ from ampgate.config.to_engine import failsafe_plan
 from ampgate.devices.device import IdentityResult
 from ampgate.dlm import Site
 from ampgate.errors import AmpgateError
+from ampgate.gateway.counters import monotonic_readings
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, raw_of
@@ -67,7 +68,7 @@ class DeviceProgramming:
         except AmpgateError as exc:
             self.health.failed(rt, exc)
             return
-        rt.values.update(slow.readings)
+        rt.values.update(monotonic_readings(rt, slow.readings, self.events))
         self.health.succeeded(rt)
         # The slow read carries the identity registers: a unit swapped between two polls
         # (never seen offline) is refused and never written again.

@@ -60,6 +60,10 @@ class DeviceRuntime:
     refused: str | None = None
     """Why the device is not controlled (identity mismatch), or None."""
     last_error: str | None = None
+    counters: dict[str, float] = field(default_factory=dict)
+    """The highest value seen of each energy counter (what is published)."""
+    counters_backwards: set[str] = field(default_factory=set)
+    """Counters whose latest reading was below the published value (reported once)."""
 
 
 @dataclass(slots=True)

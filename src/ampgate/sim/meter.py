@@ -152,6 +152,16 @@ class MeterSimulator:
         """Exported energy counter, kWh (unrounded)."""
         return self._export_wh / 1000.0
 
+    def set_energy(self, import_kwh: float, export_kwh: float | None = None) -> None:
+        """Make the energy counters read these values from now on (a meter glitching to 0, a
+        reset, or a replaced meter: the counter may go backwards)."""
+        self.advance()
+        self._import_wh = import_kwh * 1000.0
+        if export_kwh is not None:
+            self._export_wh = export_kwh * 1000.0
+        self._published_at = -float("inf")
+        self._refresh(self._now)
+
     def settle(self) -> None:
         """Show the present load at once, as a meter that has been measuring it for a while.
 
