@@ -311,3 +311,86 @@ def test_dlm_dynamics_keys_reach_the_engine_and_are_range_checked():
     assert settings.meter_frozen_change_a == 8
     (problem,) = problems_of(BASE + "\n[dlm]\noverdraw_margin_amps = 0.1\n")
     assert problem.startswith("dlm.overdraw_margin_amps") and "0.5" in problem
+
+
+def test_every_engine_setting_and_group_feature_has_a_site_file_key():
+    from dataclasses import fields
+
+    from ampgate.config.to_engine import build_site, engine_settings
+    from ampgate.dlm import EngineSettings
+
+    site, problems = check_config_text(BASE, "base.toml")
+    assert problems == []
+    defaults = engine_settings(site)
+    # the site file's defaults are the engine's defaults, for every knob
+    assert defaults == EngineSettings(), [
+        f.name
+        for f in fields(EngineSettings)
+        if getattr(defaults, f.name) != getattr(EngineSettings(), f.name)
+    ]
+    changed = {
+        "increase_margin_amps": ("increase_margin_a", 1.0),
+        "restart_margin_amps": ("restart_margin_a", 2.0),
+        "underdraw_margin_amps": ("underdraw_margin_a", 3.0),
+        "underdraw_settle_seconds": ("underdraw_settle_s", 45.0),
+        "phase_switch_interval_seconds": ("phase_switch_interval_s", 600.0),
+        "fairness_rotation_seconds": ("fairness_rotation_s", 900.0),
+        "failsafe_rotation_seconds": ("failsafe_rotation_s", 7200.0),
+        "phase_use_threshold_amps": ("phase_use_threshold_a", 2.0),
+        "reading_skew_seconds": ("reading_skew_s", 0.2),
+        "estimate_tolerance_amps": ("estimate_tolerance_a", 1.0),
+    }
+    text = BASE + "\n[dlm]\n" + "".join(f"{k} = {v}\n" for k, (_, v) in changed.items())
+    site, problems = check_config_text(text, "knobs.toml")
+    assert problems == []
+    settings = engine_settings(site)
+    assert {name: getattr(settings, name) for name, _ in changed.values()} == dict(changed.values())
+    grouped = BASE.replace(
+        "[groups.main]\n",
+        "[groups.main]\npower_cap_kw = 11\nnominal_voltage = 220\nmax_imbalance = 16\n",
+    )
+    site, problems = check_config_text(grouped, "caps.toml")
+    assert problems == []
+    (group,) = build_site(site).groups
+    assert (group.power_cap_kw, group.nominal_voltage, group.max_imbalance) == (11, 220, 16)
+    (problem,) = problems_of(BASE + "\n[dlm]\nincrease_margin_amps = 9\n")
+    assert problem.startswith("dlm.increase_margin_amps") and "5" in problem
+
+
+def test_phase_switching_off_keeps_a_switchable_charger_on_its_phases():
+    from ampgate.gateway.inputs import charger_reading
+    from ampgate.gateway.runtime import ChargerRuntime
+
+    text = BASE.replace("unit_id = 2\n", 'unit_id = 2\nphase_switching = "off"\n', 1)
+    site, problems = check_config_text(text, "off.toml")
+    assert problems == [], problems
+    (name,) = [n for n, c in site.chargers.items() if c.phase_switching == "off"]
+
+    class Reg:  # a decoded register as the gateway keeps it
+        def __init__(self, value):
+            self.value = self.raw = value
+
+    rt = ChargerRuntime(name=name, device=None, config=site.chargers[name])
+    rt.values["phase_change_possible"] = Reg(1)  # the charger says it can switch
+    assert charger_reading(rt, site, 0.0).phase_change_possible is False
+    (problem,) = problems_of(
+        BASE.replace("unit_id = 2\n", 'unit_id = 2\nphase_switching = "never"\n', 1)
+    )
+    assert "phase_switching" in problem and "'auto'" in problem
+
+
+def test_check_config_prints_every_effective_dlm_value(capsys, tmp_path):
+    example = ROOT / "examples" / "six-chargers-siemens-tcp.toml"
+    code, out, _ = _ampgate(capsys, "check-config", str(example))
+    assert code == 0
+    from ampgate.config import DlmConfig
+
+    for key in DlmConfig.model_fields:
+        assert f"  {key} = " in out, key
+    capped = tmp_path / "capped.toml"
+    capped.write_text(
+        BASE.replace("[groups.main]\n", "[groups.main]\npower_cap_kw = 11\nmax_imbalance = 16\n")
+    )
+    code, out, err = _ampgate(capsys, "check-config", str(capped))
+    assert code == 0, err
+    assert "power cap 11 kW at 230 V, max imbalance 16 A" in out

@@ -43,9 +43,14 @@ def describe_site(site: SiteConfig, out: TextIO) -> None:
     def tree(group: str, depth: int) -> None:
         g = site.groups[group]
         pad = "  " * depth
+        extra = ""
+        if g.power_cap_kw is not None:
+            extra += f", power cap {g.power_cap_kw:g} kW at {g.nominal_voltage:g} V"
+        if g.max_imbalance is not None:
+            extra += f", max imbalance {g.max_imbalance:g} A"
         print(
             f"  {pad}{group}: {_amps(g.limit)} / {_amps(g.operator_limit)} / "
-            f"{_amps(g.headroom)} / {_amps(g.fallback_load)}",
+            f"{_amps(g.headroom)} / {_amps(g.fallback_load)}{extra}",
             file=out,
         )
         for m_name, meter in site.meters.items():
@@ -60,7 +65,8 @@ def describe_site(site: SiteConfig, out: TextIO) -> None:
                 print(
                     f"  {pad}  charger {c_name}: {c.model} on {c.bus} unit {c.unit_id}, "
                     f"{c.phases}-phase {c.rotation}, {c.min_current}–{c.max_current} A, "
-                    f"priority {c.priority}",
+                    f"priority {c.priority}"
+                    + (", phase switching off" if c.phase_switching == "off" else ""),
                     file=out,
                 )
         for child in site.children(group):
@@ -80,11 +86,11 @@ def describe_site(site: SiteConfig, out: TextIO) -> None:
             for i, p in enumerate(PHASES)
         )
         print(f"  if ampgate stops, {name} carries (failsafe + fallback / fuse): {worst}", file=out)
-    print(
-        f"dlm: cycle {site.dlm.cycle_seconds:g} s, slow poll every {site.dlm.slow_poll_every} "
-        f"cycles, shutdown {site.dlm.shutdown}; metrics on {site.metrics.listen}",
-        file=out,
-    )
+    print(f"metrics on {site.metrics.listen}", file=out)
+    print("dlm (effective values, defaults included):", file=out)
+    for key, value in site.dlm.model_dump().items():
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        print(f"  {key} = {shown}", file=out)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

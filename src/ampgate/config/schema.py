@@ -5,13 +5,16 @@ A site file has these sections (see ``examples/*.toml`` for annotated files)::
     [site]        name
     [buses.NAME]  kind = "serial" (port, baudrate, parity, stopbits, timeout, retries, gap)
                   kind = "tcp"    (host, port, timeout, retries, framing)
-    [groups.NAME] limit = [L1, L2, L3] (fuse, A), operator_limit, parent, headroom, fallback_load
+    [groups.NAME] limit = [L1, L2, L3] (fuse, A), operator_limit, parent, headroom, fallback_load,
+                  power_cap_kw, nominal_voltage, max_imbalance
     [meters.NAME] model, bus, unit_id, location ("including" | "excluding"), group (metered group)
     [chargers.NAME] model, bus, unit_id, group, rotation, phases, priority, min/max current,
-                  failsafe_current
-    [dlm]         cycle_seconds, ramp_up_amps, hysteresis_amps, meter_stale_seconds,
-                  meter_hold_seconds, meter_lag_seconds, device_stale_seconds,
-                  watchdog_seconds, failsafe_policy, shutdown, slow_poll_every
+                  failsafe_current, phase_switching
+    [dlm]         cycle_seconds, ramp_up_amps_per_second, hysteresis_amps, restart_delay_seconds,
+                  meter_stale_seconds, meter_hold_seconds, meter_lag_seconds,
+                  device_stale_seconds, watchdog_seconds, failsafe_policy, shutdown,
+                  slow_poll_every, and the engine's finer knobs (phase switching, over- and
+                  under-draw, margins, rotation periods): every field of DlmConfig below
     [metrics]     listen
     [log]         format, level
 
@@ -99,6 +102,13 @@ class GroupConfig(_Section):
     """Margin kept free below the limit (A)."""
     fallback_load: PhaseAmps = (0.0, 0.0, 0.0)
     """Non-EV load assumed on this fuse when its meter is stale or absent (A)."""
+    power_cap_kw: float | None = Field(default=None, gt=0, le=10000)
+    """Optional cap on the total power through this fuse (kW), e.g. a contracted supply."""
+    nominal_voltage: float = Field(default=230.0, ge=100, le=300)
+    """Phase-to-neutral voltage that turns ``power_cap_kw`` into amperes (V)."""
+    max_imbalance: float | None = Field(default=None, ge=0, le=1000)
+    """Optional largest difference between the phases' EV + building load (A), e.g. a grid
+    operator's unbalanced-load rule; only 1- and 2-phase chargers are lowered for it."""
 
     _norm = field_validator("limit", "operator_limit", "headroom", "fallback_load", mode="before")(
         classmethod(lambda cls, v: _per_phase(v))
@@ -148,6 +158,9 @@ class ChargerConfig(_Section):
     failsafe_current: int | None = None
     """Current the charger falls back to when the gateway is silent (0 or 6–32 A); ``None``: the
     engine's failsafe plan decides."""
+    phase_switching: Literal["auto", "off"] = "auto"
+    """``auto``: switch between 3 and 1 phase when the charger reports it can (reg 11);
+    ``off``: never switch it (reg 14 is not written)."""
 
     @field_validator("failsafe_current")
     @classmethod
@@ -203,6 +216,29 @@ class DlmConfig(_Section):
     """Setpoint written on SIGTERM/SIGINT: each charger's failsafe current, 0 A, or unchanged."""
     slow_poll_every: int = Field(default=10, ge=1, le=3600)
     """Settings, identity and energy are read every N cycles."""
+    increase_margin_amps: float = Field(default=0.25, ge=0, le=5)
+    """An increase is granted only with this much left free above it on a metered fuse (a dead
+    band against the meter's noise at a whole-amp boundary), A."""
+    restart_margin_amps: float = Field(default=1.0, ge=0, le=10)
+    """A paused charger restarts only when its minimum plus this much fits (A)."""
+    underdraw_margin_amps: float = Field(default=2.0, ge=0.5, le=10)
+    """A car drawing less than its setpoint is capped at what it draws plus this margin (A)."""
+    underdraw_settle_seconds: float = Field(default=30.0, ge=1, le=600)
+    """How long a car must under-draw before it is capped (s)."""
+    phase_switch_interval_seconds: float = Field(default=300.0, ge=10, le=86400)
+    """Least time between two phase switches of one charger (s)."""
+    fairness_rotation_seconds: float = Field(default=300.0, ge=10, le=86400)
+    """When current is short, a charging car keeps this much credit over a waiting one before
+    they swap (s)."""
+    failsafe_rotation_seconds: float = Field(default=3600.0, ge=60, le=86400)
+    """How often the failsafe plan rotates which chargers keep a failsafe current (s)."""
+    phase_use_threshold_amps: float = Field(default=1.0, ge=0.1, le=6)
+    """A terminal drawing at least this much counts as a phase the car uses (A)."""
+    reading_skew_seconds: float = Field(default=0.1, ge=0, le=2)
+    """How far a reading's time stamp may be off the moment the device measured (s)."""
+    estimate_tolerance_amps: float = Field(default=0.5, ge=0, le=5)
+    """How far the building-load estimate may be off before the measured-overload guard acts
+    on the difference (A)."""
 
 
 class MetricsConfig(_Section):

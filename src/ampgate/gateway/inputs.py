@@ -47,7 +47,9 @@ def charger_reading(rt: ChargerRuntime, config: SiteConfig, now: float) -> Charg
         timestamp=rt.measured_at or now,
         last_setpoint=rt.setpoint,
         max_current=min(known) if known else None,
-        phase_change_possible=None if change is None else bool(change),
+        phase_change_possible=False
+        if config.chargers[rt.name].phase_switching == "off"
+        else (None if change is None else bool(change)),
         phases_reported=phases_of_code(raw_of(v, "phase_connected")),
     )
 
