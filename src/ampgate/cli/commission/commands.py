@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ampgate.cli.commission.device_io import (
@@ -85,20 +87,30 @@ def cmd_maps(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ read
 
 
-async def _read(args: argparse.Namespace) -> tuple[RegisterMap, str, dict[str, Reading]]:
-    rmap = resolve_model(args.model)
-    names = field_names(rmap, args.fields) if args.fields else None
+@contextlib.asynccontextmanager
+async def _one_device(
+    args: argparse.Namespace, rmap: RegisterMap
+) -> AsyncIterator[tuple[ModbusDevice, str]]:
+    """The device ``args`` names (map ``rmap``), on its own bus, identified unless
+    ``--no-identify``, and its address."""
     address = device_address(args.device, rmap)
     label = f"{rmap.id} at {address}"
     async with open_commission_bus(address.bus, args.timeout) as bus:
         device = ModbusDevice(bus, address.unit_id or 0, rmap, name=label)
         if not args.no_identify:
             await check_identity(device, label, explicit_model=args.model is not None)
+        yield device, str(address)
+
+
+async def _read(args: argparse.Namespace) -> tuple[RegisterMap, str, dict[str, Reading]]:
+    rmap = resolve_model(args.model)
+    names = field_names(rmap, args.fields) if args.fields else None  # refused before any I/O
+    async with _one_device(args, rmap) as (device, address):
         try:
             readings = await device.read_fields(names)
         except DeviceRequestError as exc:
-            raise request_error(label, "reading", exc) from None
-    return rmap, str(address), readings
+            raise request_error(device.name, "reading", exc) from None
+    return rmap, address, readings
 
 
 def cmd_read(args: argparse.Namespace) -> int:
@@ -117,20 +129,14 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 async def _write(args: argparse.Namespace, value: object) -> tuple[str, Reading, Reading]:
-    rmap = resolve_model(args.model)
-    address = device_address(args.device, rmap)
-    label = f"{rmap.id} at {address}"
-    async with open_commission_bus(address.bus, args.timeout) as bus:
-        device = ModbusDevice(bus, address.unit_id or 0, rmap, name=label)
-        if not args.no_identify:
-            await check_identity(device, label, explicit_model=args.model is not None)
+    async with _one_device(args, resolve_model(args.model)) as (device, address):
         try:
             old = (await device.read_fields([args.field]))[args.field]
             outcome = await device.write_field(args.field, value, verify=True)
         except DeviceRequestError as exc:
-            raise request_error(label, f"writing {args.field}", exc) from None
+            raise request_error(device.name, f"writing {args.field}", exc) from None
     assert outcome.read_back is not None  # verify=True always reads back
-    return str(address), old, outcome.read_back
+    return address, old, outcome.read_back
 
 
 def cmd_write(args: argparse.Namespace) -> int:

@@ -89,6 +89,11 @@ def probes(models: Sequence[str] | None = None) -> list[_Probe]:
     return out
 
 
+def _unknown(address: BusAddress, unit: int, evidence: str) -> Found:
+    """A unit that answers but is not recognised, and why."""
+    return Found(address, unit, None, None, "unknown", evidence)
+
+
 def _plausible(readings: dict[str, Any]) -> str | None:
     """Evidence text when readings look like a live AC supply, else None."""
     parts = []
@@ -151,12 +156,9 @@ async def probe_unit(
             if index == 0 and result.kind in (ResultKind.TIMEOUT, ResultKind.CONNECTION):
                 return None  # nobody at this unit id (one timeout per empty unit)
             if index == 0 and result.kind is ResultKind.CRC:
-                return Found(
+                return _unknown(
                     address,
                     unit,
-                    None,
-                    None,
-                    "unknown",
                     "garbled answer (bad CRC): a device at another baud rate or parity?",
                 )
             continue
@@ -173,13 +175,8 @@ async def probe_unit(
             )
         answered.append(f"{probe.rmap.id}: implausible values")
     if answered:
-        return Found(
-            address,
-            unit,
-            None,
-            None,
-            "unknown",
-            "answers but matches no map (" + "; ".join(answered[:3]) + ")",
+        return _unknown(
+            address, unit, "answers but matches no map (" + "; ".join(answered[:3]) + ")"
         )
     return None
 
