@@ -7,6 +7,9 @@ list. Besides each section's own model (:mod:`ampgate.config.schema`) it checks 
 sections: references between entries, unique bus addresses, the fuse tree, the watchdog against
 the cycle, and that the failsafe plan plus the fallback load fits every fuse
 (:func:`ampgate.config.to_engine.failsafe_problems`).
+
+Longer than 400 lines on purpose: every cross-section rule of the site file is here, the one
+validator, so an installer's problem list has one author and one wording.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ Vocabulary (Bender DLM names in brackets):
   static non-EV load of a group without a meter (0 for a dedicated charging sub-distribution)
 - meter location [External Meter Location] — *including* (meter sees building + chargers) or
   *excluding* the chargers (meter sees the building only)
+
+Longer than 400 lines on purpose: the engine's whole data model (site, settings, readings,
+memory, allocation) with each field's meaning, in one place an integrator reads.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ simulator has to choose; each choice is marked "assumption" below so a field tes
 
 Time is event-exact: between two requests the model integrates energy piecewise and applies the
 car's reaction and the watchdog expiry at the moment they happen, not at the next poll.
+
+Longer than 400 lines on purpose: one device's behaviour (registers, the car, the watchdog,
+phase switching, faults) is simulated as one event-exact model.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ bus runs with pymodbus ``retries=0`` and does the scheduling itself:
   ``quiet_after_timeout`` seconds, so a late answer cannot be taken for the next request's;
 * the connection is (re)opened on demand with a bounded exponential backoff; pymodbus' own
   reconnect task is disabled so closing the bus leaves no task or socket behind.
+
+Longer than 400 lines on purpose: the serial line's discipline (lanes, gaps, the quiet time
+after a timeout, the drain of a cancelled request) is one state machine and reads best whole.
 """
 
 from __future__ import annotations
