@@ -99,6 +99,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", help="scenario file names containing this")
     parser.add_argument("--seconds", type=float, default=60.0, help="cap on each run, s")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=HERE / "results",
+        help="folder of daemon_scenarios.json/.md (runs in parallel each write their own)",
+    )
     args = parser.parse_args()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger().setLevel(logging.WARNING)
@@ -128,8 +134,8 @@ def main() -> int:
     }
     for row in rows:
         row["command"], row["date"] = meta["command"], meta["date"]
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    out = args.results
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "daemon_scenarios.json"
     rows = merged(_previous_rows(path), rows, [load_scenario(f).name for f in all_files])
     path.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
