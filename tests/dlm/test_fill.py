@@ -1,4 +1,4 @@
-"""The water-filling on its own (ampgate.dlm.fill): feasible, bounded, max-min fair."""
+"""The water-filling on its own (ampgate.dlm.fill): feasible, bounded, fair in whole amps."""
 
 from __future__ import annotations
 
@@ -28,38 +28,20 @@ def problems(draw: st.DrawFn, coefficients=(1,)):
 
 
 @settings(max_examples=300, deadline=None)
-@given(problems())
-def test_levels_fit_every_resource_stay_in_bounds_and_cannot_be_raised(problem):
+@given(problems(coefficients=(1, 3)))
+def test_levels_fit_every_resource_and_stay_in_bounds(problem):
+    # no maximality: rounding to whole amps gives each item at most one amp above its
+    # rounded-down level, so a few amps may stay unused where an item blocked elsewhere
+    # would have taken them (see the rounding test below)
     lo, hi, uses, capacity = problem
     amps, limited = fill_levels(lo, hi, uses, capacity)
     load = [0.0] * len(capacity)
     for i, row in enumerate(uses):
         assert lo[i] <= amps[i] <= hi[i]
+        assert limited[i] is None or limited[i] in {r for r, _ in row}
         for r, c in row:
             load[r] += amps[i] * c
     assert all(load[r] <= capacity[r] + 1e-6 for r in range(len(capacity)))
-    for i, row in enumerate(uses):
-        if amps[i] == hi[i]:
-            continue
-        # below its maximum: named by one of its resources, and one more amp does not fit
-        assert limited[i] is not None and limited[i] in {res for res, _ in row}
-        assert any(load[r] + c > capacity[r] + 1e-6 for r, c in row), (i, amps, load)
-
-
-@settings(max_examples=300, deadline=None)
-@given(problems(coefficients=(1, 3)))
-def test_with_power_resources_levels_fit_and_leave_less_than_a_coefficient_unused(problem):
-    lo, hi, uses, capacity = problem
-    amps, _ = fill_levels(lo, hi, uses, capacity)
-    load = [0.0] * len(capacity)
-    for i, row in enumerate(uses):
-        assert lo[i] <= amps[i] <= hi[i]
-        for r, c in row:
-            load[r] += amps[i] * c
-    assert all(load[r] <= capacity[r] + 1e-6 for r in range(len(capacity)))
-    for i, row in enumerate(uses):
-        if amps[i] < hi[i]:  # some resource of its row has less than its coefficient × 2 left
-            assert any(capacity[r] - load[r] < 2 * c + 1e-6 for r, c in row), (i, amps, load)
 
 
 def test_max_min_fair_the_small_share_is_not_taken_by_the_big_one():

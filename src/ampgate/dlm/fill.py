@@ -174,10 +174,11 @@ def fill_levels(
             used[r] += c * xw
     amps = [m_amps[j] for j in of]
     # Leftover from rounding down to whole amps: one more amp each, in rank order, where it
-    # fits. On resources of coefficient 1 (phases) that leaves less than 1 A unused; on a
-    # power resource (coefficient = phases) up to coefficient − 1 A may stay unused. A second
-    # round would hand those out, but it moves setpoints more often for little current (the
-    # closed-loop benchmark lost energy with it: more changes, more waiting for release).
+    # fits, so no item ends more than one amp above its fair level. Where items of larger
+    # coefficients (3-phase chargers under a power cap) cannot take their amp, a few amps may
+    # stay unused. A second round would hand them out, but it moves setpoints more often for
+    # little current (the closed-loop benchmark lost energy with it: more changes, more waiting
+    # for released current).
     for i in range(n):
         if amps[i] >= hi[i]:
             continue
