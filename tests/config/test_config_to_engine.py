@@ -2,10 +2,13 @@
 
 ``ampgate.dlm.check_site`` is the engine's own check; ``build_site`` runs it where the engine's
 values are built. Random site files (fuse trees, chargers, settings, in and out of range) are
-either refused by the site-file validator with key paths, or build without a ConfigError.
+either refused by the site-file validator, each problem naming its key path and what is allowed,
+or build without a ConfigError.
 """
 
 from __future__ import annotations
+
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,6 +74,7 @@ def site_files(draw: st.DrawFn) -> dict:
     return data
 
 
+KEY_PATH = re.compile(r"^(site|buses|groups|meters|chargers|dlm|metrics|log)(\.[A-Za-z0-9_-]+)*: ")
 CATALOGUE = {"teltocharge-evc2": "charger", "eastron-sdm630": "meter"}
 
 
@@ -79,7 +83,10 @@ CATALOGUE = {"teltocharge-evc2": "charger", "eastron-sdm630": "meter"}
 def test_an_accepted_site_file_builds_a_valid_engine_site(data):
     config, problems = check_config_data(data, "site.toml", CATALOGUE)
     if config is None:
-        assert problems and all(isinstance(p, str) and p for p in problems)
+        assert problems
+        for problem in problems:  # each names its key path and what is allowed
+            assert KEY_PATH.match(problem), problem
+            assert "allowed" in problem, problem
         return
     site = build_site(config)  # raises ConfigError if the engine's own check disagrees
     assert {c.id for c in site.chargers} == set(data["chargers"])

@@ -369,8 +369,13 @@ class _Checker:
                     )
 
     def _check_failsafe(self) -> None:
-        site = self.build()
-        self.problems.extend(failsafe_problems(site))
+        try:
+            self.problems.extend(failsafe_problems(self.build()))
+        except ConfigError:
+            # the engine refuses the site: a problem named above already, in other words;
+            # with none above it would be a gap in this validator, so it is said
+            if not self.problems:
+                raise
 
     def build(self) -> SiteConfig:
         """Return the SiteConfig assembled from the validated sections."""
