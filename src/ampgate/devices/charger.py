@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ampgate.codec import Reading
 from ampgate.codec.encode import encode_field
-from ampgate.devices.device import ModbusDevice, WriteOutcome, values_of
+from ampgate.devices.device import ModbusDevice, WriteOutcome, label, number, per_phase, raw_int
 
 PHASES = ("l1", "l2", "l3")
 FAST_FIELDS: tuple[str, ...] = (
@@ -127,20 +127,18 @@ class Charger(ModbusDevice):
     async def read_fast(self, *, gap: int = FAST_GAP) -> ChargerFast:
         """Currents, voltages, statuses, errors, warnings, setpoint and active power."""
         r = await self.read_fields(FAST_FIELDS, gap=gap)
-        v = values_of(r, *(f"voltage_{p}" for p in PHASES))
-        c = values_of(r, *(f"current_{p}" for p in PHASES))
-        self.last_setpoint = r["amps_to_use"].value  # type: ignore[assignment]
+        self.last_setpoint = number(r, "amps_to_use")
         return ChargerFast(
-            voltages=v,  # type: ignore[arg-type]
-            currents=c,  # type: ignore[arg-type]
-            evse_status=r["evse_status"].value,  # type: ignore[arg-type]
-            charge_point_state=r["charge_point_state"].value,  # type: ignore[arg-type]
-            iec_state=r["iec_state"].value,  # type: ignore[arg-type]
+            voltages=per_phase(r, "voltage"),
+            currents=per_phase(r, "current"),
+            evse_status=label(r, "evse_status"),
+            charge_point_state=label(r, "charge_point_state"),
+            iec_state=label(r, "iec_state"),
             warnings=_set(r["warning_code"].value),
             errors=_set(r["error_code"].value),
-            current_limit_cause=r["current_limit_cause"].value,  # type: ignore[arg-type]
+            current_limit_cause=label(r, "current_limit_cause"),
             amps_to_use=self.last_setpoint,
-            active_power=r["active_power"].value,  # type: ignore[arg-type]
+            active_power=number(r, "active_power"),
             readings=r,
         )
 
@@ -148,13 +146,13 @@ class Charger(ModbusDevice):
         """Settings, identity, firmware and energy counters."""
         r = await self.read_fields(SLOW_FIELDS, gap=8)
         return ChargerSlow(
-            firmware_version=r["firmware_version"].raw,  # type: ignore[arg-type]
-            serial_number=r["serial_number"].raw,  # type: ignore[arg-type]
-            product_code=r["product_code"].raw,  # type: ignore[arg-type]
-            communication_timeout=r["communication_timeout"].value,  # type: ignore[arg-type]
-            failsafe_current=r["failsafe_current"].value,  # type: ignore[arg-type]
-            session_energy_kwh=r["session_energy"].value,  # type: ignore[arg-type]
-            lifetime_energy_kwh=r["lifetime_energy"].value,  # type: ignore[arg-type]
+            firmware_version=raw_int(r, "firmware_version"),
+            serial_number=raw_int(r, "serial_number"),
+            product_code=raw_int(r, "product_code"),
+            communication_timeout=number(r, "communication_timeout"),
+            failsafe_current=number(r, "failsafe_current"),
+            session_energy_kwh=number(r, "session_energy"),
+            lifetime_energy_kwh=number(r, "lifetime_energy"),
             readings=r,
         )
 

@@ -163,6 +163,35 @@ class ModbusDevice:
         return IdentityResult(self.name, self.map.id, matches, found)
 
 
-def values_of(readings: Mapping[str, Reading], *names: str) -> tuple[object, ...]:
-    """The decoded values of ``names`` (None for fields absent from the map or missing)."""
-    return tuple(readings[n].value if n in readings else None for n in names)
+def number(readings: Mapping[str, Reading], name: str) -> float | None:
+    """The numeric value of ``name`` (None when absent, missing or not a number)."""
+    reading = readings.get(name)
+    value = None if reading is None else reading.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def per_phase(
+    readings: Mapping[str, Reading], prefix: str
+) -> tuple[float | None, float | None, float | None]:
+    """:func:`number` of ``PREFIX_l1``, ``PREFIX_l2`` and ``PREFIX_l3``."""
+    return (
+        number(readings, f"{prefix}_l1"),
+        number(readings, f"{prefix}_l2"),
+        number(readings, f"{prefix}_l3"),
+    )
+
+
+def label(readings: Mapping[str, Reading], name: str) -> str | None:
+    """The decoded enum label of ``name`` (None when absent, missing or not an enum)."""
+    reading = readings.get(name)
+    value = None if reading is None else reading.value
+    return value if isinstance(value, str) else None
+
+
+def raw_int(readings: Mapping[str, Reading], name: str) -> int | None:
+    """The raw register value of ``name`` as an integer (None when absent or missing)."""
+    reading = readings.get(name)
+    raw = None if reading is None or reading.missing else reading.raw
+    return int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None

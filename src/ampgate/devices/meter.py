@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ampgate.codec import Reading
-from ampgate.devices.device import ModbusDevice
+from ampgate.devices.device import ModbusDevice, number, per_phase
 from ampgate.errors import DeviceError
 
 PHASES = ("l1", "l2", "l3")
@@ -47,7 +47,8 @@ class Meter(ModbusDevice):
         return tuple(n for n in MEASUREMENT_FIELDS if self.map.has_field(n))
 
     def _kwh(self, reading: Reading | None) -> float | None:
-        if reading is None or reading.value is None:
+        value = None if reading is None else reading.value
+        if reading is None or isinstance(value, bool) or not isinstance(value, int | float):
             return None
         factor = _TO_KWH.get(reading.unit or "")
         if factor is None:
@@ -55,7 +56,7 @@ class Meter(ModbusDevice):
                 f"device {self.name!r}: {reading.field} has unit {reading.unit!r}; "
                 "allowed energy units: Wh, kWh"
             )
-        return float(reading.value) * factor  # type: ignore[arg-type]
+        return float(value) * factor
 
     async def read_measurement(self, *, gap: int = 16) -> MeterMeasurement:
         """Read every measurement field in as few requests as the map allows.
@@ -68,22 +69,15 @@ class Meter(ModbusDevice):
         """
         r = await self.read_fields(self.measurement_fields(), gap=gap)
 
-        def value(name: str) -> float | None:
-            reading = r.get(name)
-            return None if reading is None else reading.value  # type: ignore[return-value]
-
-        def triple(quantity: str) -> Triple:
-            return tuple(value(f"{quantity}_{p}") for p in PHASES)  # type: ignore[return-value]
-
-        power_total = value("power_total")
+        power_total = number(r, "power_total")
         if self.map.model.phases == 1 and not self.map.has_field("power_total"):
-            power_total = value("power_l1")
+            power_total = number(r, "power_l1")
         return MeterMeasurement(
-            voltages=triple("voltage"),
-            currents=triple("current"),
-            powers=triple("power"),
+            voltages=per_phase(r, "voltage"),
+            currents=per_phase(r, "current"),
+            powers=per_phase(r, "power"),
             power_total=power_total,
-            frequency=value("frequency"),
+            frequency=number(r, "frequency"),
             energy_import_kwh=self._kwh(r.get("energy_import")),
             energy_export_kwh=self._kwh(r.get("energy_export")),
             readings=r,
