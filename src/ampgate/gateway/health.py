@@ -6,10 +6,14 @@ stops the loop; its next answer marks it online again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
+
+T = TypeVar("T")
 
 
 class DeviceHealth:
@@ -30,6 +34,17 @@ class DeviceHealth:
             None,
         )
         self.events.device_seen(rt.name, True)
+
+    async def attempt(self, rt: ChargerRuntime | MeterRuntime, request: Awaitable[T]) -> T | None:
+        """Await one request to ``rt``: its answer, the device marked online; or None, the
+        device marked offline, when it fails (an :class:`~ampgate.errors.AmpgateError`)."""
+        try:
+            answer = await request
+        except AmpgateError as exc:
+            self.failed(rt, exc)
+            return None
+        self.succeeded(rt)
+        return answer
 
     def failed(self, rt: ChargerRuntime | MeterRuntime, exc: Exception) -> None:
         """The device did not answer (or refused): offline, with the problem."""

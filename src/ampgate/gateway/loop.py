@@ -237,14 +237,11 @@ class Gateway:
             await self.programming.identify(rt)
             if not rt.online or rt.refused:
                 return
-        try:
-            measurement = await rt.device.read_measurement()
-        except AmpgateError as exc:
-            self.health.failed(rt, exc)
+        measurement = await self.health.attempt(rt, rt.device.read_measurement())
+        if measurement is None:
             return
         rt.values.update(monotonic_readings(rt, measurement.readings, self.events))
         rt.measurement = measurement
-        self.health.succeeded(rt)
         rt.measured_at = rt.last_ok
 
     async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:

@@ -37,13 +37,8 @@ class DeviceProgramming:
 
     async def identify(self, rt: ChargerRuntime | MeterRuntime) -> None:
         """Ask a device who it is; refuse a mismatch; read a charger's settings after it."""
-        try:
-            identity = await rt.device.identify()
-        except AmpgateError as exc:
-            self.health.failed(rt, exc)
-            return
-        self.health.succeeded(rt)
-        if not self.accept_identity(rt, identity):
+        identity = await self.health.attempt(rt, rt.device.identify())
+        if identity is None or not self.accept_identity(rt, identity):
             return
         if isinstance(rt, ChargerRuntime):
             await self.read_slow(rt)
@@ -63,13 +58,10 @@ class DeviceProgramming:
 
     async def read_slow(self, rt: ChargerRuntime) -> None:
         """Read a charger's settings, identity and energy; refuse it if its identity changed."""
-        try:
-            slow = await rt.device.read_slow()
-        except AmpgateError as exc:
-            self.health.failed(rt, exc)
+        slow = await self.health.attempt(rt, rt.device.read_slow())
+        if slow is None:
             return
         rt.values.update(monotonic_readings(rt, slow.readings, self.events))
-        self.health.succeeded(rt)
         # The slow read carries the identity registers: a unit swapped between two polls
         # (never seen offline) is refused and never written again.
         self.accept_identity(rt, rt.device.identity_from(slow.readings))
