@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ampgate.config import SiteConfig, check_config, load_config
+from ampgate.config import MetricsConfig, SiteConfig, check_config, load_config
 from ampgate.daemon import systemd
 from ampgate.errors import ConfigError
 from ampgate.gateway.events import EventLog
@@ -68,10 +68,14 @@ class Daemon:
         self._reload_requested = True
         self.stop_event.set()
 
-    def _start_metrics(self) -> None:
+    def _start_metrics(self, metrics: MetricsConfig | None = None) -> None:
+        """Serve metrics on ``metrics`` (the running config's section by default), if enabled;
+        ConfigError naming the address when it cannot be bound."""
+        metrics = metrics if metrics is not None else self.config.metrics
+        self.serve_metrics = self.metrics_wanted and metrics.enabled
         if not self.serve_metrics:
             return
-        host, port = self.config.metrics.host_port()
+        host, port = metrics.host_port()
         self.http = MetricsHttpServer(self.store, host=host, port=port)
         self.http.start()
         self.log.info("metrics_listening", host=host, port=self.http_port)
@@ -82,24 +86,14 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
             self.http = None
-        self.serve_metrics = self.metrics_wanted and self.config.metrics.enabled
-        try:
-            self._start_metrics()
-            return
-        except ConfigError as exc:
-            self.log.error(
-                "metrics_listen_failed", listen=self.config.metrics.listen, problem=str(exc)
-            )
-        if not (self.metrics_wanted and old.metrics.enabled):
-            return
-        host, port = old.metrics.host_port()
-        try:
-            server = MetricsHttpServer(self.store, host=host, port=port)
-            server.start()
-        except ConfigError as exc:
-            self.log.error("metrics_listen_failed", listen=old.metrics.listen, problem=str(exc))
-            return
-        self.http, self.serve_metrics = server, True
+        for metrics in (self.config.metrics, old.metrics):
+            try:
+                self._start_metrics(metrics)
+                return
+            except ConfigError as exc:
+                self.http = None
+                self.log.error("metrics_listen_failed", listen=metrics.listen, problem=str(exc))
+        self.serve_metrics = False
 
     @property
     def http_port(self) -> int | None:
