@@ -23,19 +23,20 @@ LIFETIME_COUNTERS = ("energy_import", "energy_export", "lifetime_energy")
 
 def monotonic_readings(
     rt: DeviceRuntime, readings: Mapping[str, Any], events: EventLog
-) -> dict[str, Any]:
-    """``readings`` without any lifetime counter below the highest value seen for ``rt``."""
-    out = dict(readings)
+) -> Mapping[str, Any]:
+    """``readings`` without any lifetime counter below the highest value seen for ``rt``
+    (the same mapping when nothing is dropped: this runs on every poll)."""
+    dropped: list[str] = []
     for name in LIFETIME_COUNTERS:
-        value = number_of(out, name)
+        value = number_of(readings, name)
         if value is None:
             continue
         if not math.isfinite(value):  # NaN or infinity from a float register: not a reading
-            del out[name]
+            dropped.append(name)
             continue
         published = rt.counters.get(name)
         if published is not None and value < published:
-            del out[name]
+            dropped.append(name)
             if name not in rt.counters_backwards:
                 rt.counters_backwards.add(name)
                 events.emit(
@@ -49,4 +50,6 @@ def monotonic_readings(
             continue
         rt.counters[name] = value
         rt.counters_backwards.discard(name)
-    return out
+    if not dropped:
+        return readings
+    return {k: v for k, v in readings.items() if k not in dropped}
