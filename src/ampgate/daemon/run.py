@@ -45,7 +45,7 @@ class Daemon:
         self.config = config
         self.path = Path(path) if path is not None else None
         self.store = store if store is not None else SnapshotStore()
-        self.events = EventLog()
+        self.events = EventLog(on_event=self.store.publish_event)
         self.gateway = Gateway(config, store=self.store, events=self.events)
         self.metrics_wanted = serve_metrics
         self.serve_metrics = serve_metrics and config.metrics.enabled

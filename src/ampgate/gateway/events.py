@@ -75,11 +75,19 @@ class EventLog:
         logger: Any | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         keep: int = 50,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
-        """Log through ``logger`` (default: structlog ``ampgate.daemon``); keep ``keep`` events."""
+        """Log through ``logger`` (default: structlog ``ampgate.daemon``); keep ``keep`` events.
+
+        ``on_event`` receives each event as it is emitted (the snapshot store's
+        ``publish_event``, so streams see it before the cycle's snapshot).
+        """
         self._log = logger if logger is not None else get_logger("ampgate.daemon")
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._on_event = on_event
         self.recent: deque[Event] = deque(maxlen=keep)
         self._online: dict[str, bool] = {}
         self._changes: dict[str, deque[float]] = {}
@@ -93,7 +101,12 @@ class EventLog:
     ) -> None:
         """Log one event and keep it in the ring."""
         self.counts[name] = self.counts.get(name, 0) + 1
-        self.recent.append(Event(self._clock(), name, device, MappingProxyType(dict(context))))
+        event = Event(
+            self._clock(), name, device, MappingProxyType(dict(context)), self._wall_clock(), level
+        )
+        self.recent.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
         if name in _HINTS and "hint" not in context:
             context["hint"] = _HINTS[name]
         if device is not None:

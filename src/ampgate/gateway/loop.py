@@ -92,7 +92,11 @@ class Gateway:
         self.config = config
         self.site = build_site(config)
         self.store = store if store is not None else SnapshotStore()
-        self.events = events if events is not None else EventLog(clock=clock)
+        self.events = (
+            events
+            if events is not None
+            else EventLog(clock=clock, wall_clock=wall_clock, on_event=self.store.publish_event)
+        )
         self.clock = clock
         self.wall_clock = wall_clock
         self.log = get_logger("ampgate.daemon", site=config.site.name)
