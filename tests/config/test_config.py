@@ -358,6 +358,8 @@ def test_every_engine_setting_and_group_feature_has_a_site_file_key():
 
 
 def test_phase_switching_off_keeps_a_switchable_charger_on_its_phases():
+    from ampgate.codec import Reading
+    from ampgate.devices.charger import charger_slow_from
     from ampgate.gateway.inputs import charger_reading
     from ampgate.gateway.runtime import ChargerRuntime
 
@@ -366,12 +368,9 @@ def test_phase_switching_off_keeps_a_switchable_charger_on_its_phases():
     assert problems == [], problems
     (name,) = [n for n, c in site.chargers.items() if c.phase_switching == "off"]
 
-    class Reg:  # a decoded register as the gateway keeps it
-        def __init__(self, value):
-            self.value = self.raw = value
-
     rt = ChargerRuntime(name=name, device=None, config=site.chargers[name])
-    rt.values["phase_change_possible"] = Reg(1)  # the charger says it can switch
+    rt.slow = charger_slow_from({"phase_change_possible": Reading("phase_change_possible", 1, 1, None)})
+    assert rt.slow.phase_change_possible is True  # the charger says it can switch
     assert charger_reading(rt, site, 0.0).phase_change_possible is False
     (problem,) = problems_of(
         BASE.replace("unit_id = 2\n", 'unit_id = 2\nphase_switching = "never"\n', 1)

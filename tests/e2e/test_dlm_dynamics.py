@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ampgate.devices.charger import PHASE_TO_USE
+from ampgate.devices.evc2 import PHASE_TO_USE
 from ampgate.sim.live import SETPOINT_REGISTER, LiveRun, run_live
 from ampgate.sim.scenario import Scenario, load_scenario
 

@@ -5,43 +5,33 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ampgate.codec.model import Reading
-from ampgate.gateway.counters import monotonic_readings
+from ampgate.gateway.counters import record_counters
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.loop import Gateway
-from ampgate.gateway.runtime import MeterRuntime, number_of
+from ampgate.gateway.runtime import MeterRuntime
 
 from .simsite import start_site
 
 
-def kwh(name: str, value: float) -> Reading:
-    return Reading(name, value, value, "kWh")
-
-
 def test_a_smaller_or_non_finite_counter_reading_is_kept_out_and_reported_once():
     rt, events = MeterRuntime(name="grid", device=None), EventLog()
-    assert (
-        number_of(
-            monotonic_readings(rt, {"energy_import": kwh("energy_import", 10.5)}, events),
-            "energy_import",
-        )
-        == 10.5
-    )
+    record_counters(rt, {"energy_import": 10.5}, events)
+    assert rt.counters == {"energy_import": 10.5}
     for glitch in (0.0, 3.0, float("nan"), float("inf")):
-        kept = monotonic_readings(rt, {"energy_import": kwh("energy_import", glitch)}, events)
-        assert "energy_import" not in kept, glitch
+        record_counters(rt, {"energy_import": glitch}, events)
+        assert rt.counters == {"energy_import": 10.5}, glitch
     assert events.counts == {"energy_counter_backwards": 1}  # once, not every poll
-    back = monotonic_readings(rt, {"energy_import": kwh("energy_import", 10.6)}, events)
-    assert number_of(back, "energy_import") == 10.6
-    monotonic_readings(rt, {"energy_import": kwh("energy_import", 1.0)}, events)
+    record_counters(rt, {"energy_import": 10.6}, events)
+    assert rt.counters == {"energy_import": 10.6}
+    record_counters(rt, {"energy_import": 1.0}, events)
     assert events.counts == {"energy_counter_backwards": 2}  # a new glitch is a new event
 
 
-def test_session_energy_may_start_again_and_other_fields_pass_through():
-    rt, events = MeterRuntime(name="c1", device=None), EventLog()
-    for value in (5.0, 0.0):
-        out = monotonic_readings(rt, {"session_energy": kwh("session_energy", value)}, events)
-        assert number_of(out, "session_energy") == value
+def test_an_unread_counter_is_not_a_reading_and_counters_are_kept_apart():
+    rt, events = MeterRuntime(name="grid", device=None), EventLog()
+    record_counters(rt, {"energy_import": 5.0, "energy_export": None}, events)
+    record_counters(rt, {"energy_import": None, "energy_export": 2.0}, events)
+    assert rt.counters == {"energy_import": 5.0, "energy_export": 2.0}
     assert events.counts == {}
 
 

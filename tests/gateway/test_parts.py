@@ -13,14 +13,14 @@ import time
 import pytest
 
 from ampgate.config.to_engine import build_site
-from ampgate.devices.charger import PHASE_TO_USE
+from ampgate.devices.evc2 import PHASE_TO_USE
 from ampgate.dlm import Allocation, EngineState, Setpoint
 from ampgate.errors import TransportError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.open_devices import open_devices
 from ampgate.gateway.programming import DeviceProgramming
-from ampgate.gateway.runtime import ChargerRuntime, raw_of
+from ampgate.gateway.runtime import ChargerRuntime
 from ampgate.gateway.writes import SetpointWriter
 from ampgate.logging import get_logger
 
@@ -154,7 +154,7 @@ async def test_writer_switches_phases_once_and_keeps_the_read_back(parts):
     one_phase = allocation({"c1": 8}, {"c1": rt.failsafe}, phases=1)
     await p.writer.write_all(p.chargers, one_phase, time.monotonic())
     assert raw(site, "c1", "phase_to_use") == PHASE_TO_USE[1]
-    assert raw_of(rt.values, "phase_to_use") == PHASE_TO_USE[1]  # stored: not written again
+    assert rt.phase_to_use == PHASE_TO_USE[1]  # the read-back is kept: not written again
     sim, written = site.chargers["c1"], []
     original = sim.write
 

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 
 from ampgate.codec import Reading
 from ampgate.codec.encode import encode_field
-from ampgate.devices.device import ModbusDevice, WriteOutcome, label, number, per_phase, raw_int
+from ampgate.devices.device import (
+    ModbusDevice,
+    WriteOutcome,
+    kwh,
+    label,
+    number,
+    per_phase,
+    raw_int,
+    value,
+)
+from ampgate.devices.evc2 import phases_of_code, vehicle_state_from
+from ampgate.dlm import VehicleState
 
 PHASES = ("l1", "l2", "l3")
 FAST_FIELDS: tuple[str, ...] = (
@@ -62,20 +73,34 @@ SLOW_FIELDS: tuple[str, ...] = (
 )
 
 
+Triple = tuple[float | None, float | None, float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class ChargerFast:
     """The fast-poll values of a charger (engineering units; None when missing)."""
 
-    voltages: tuple[float | None, float | None, float | None]
-    currents: tuple[float | None, float | None, float | None]
+    voltages: Triple
+    currents: Triple
+    vehicle: VehicleState
+    """The car as the engine plans with it (from the EVSE status, else the IEC state)."""
     evse_status: str | None
     charge_point_state: str | None
     iec_state: str | None
     warnings: frozenset[str]
     errors: frozenset[str]
+    warning_code: int | None
+    """The warning bit field as read (bit n set = warning n)."""
+    error_code: int | None
+    """The error bit field as read."""
     current_limit_cause: str | None
-    amps_to_use: float | None
+    amps_to_use: int | None
+    """The setpoint the charger holds (A; 0 = no charging)."""
     active_power: float | None
+    phases_connected: frozenset[int] | None
+    """The charger terminals its contactor has connected (0 = its L1), None when unknown."""
+    phase_to_use: int | None
+    """The commanded phase mode as the charger holds it (EVC2 code, see ``PHASE_TO_USE``)."""
     readings: Mapping[str, Reading]
 
 
@@ -88,35 +113,63 @@ class ChargerSlow:
     product_code: int | None
     communication_timeout: float | None
     failsafe_current: float | None
+    amp_limit: float | None
+    """The most the charger's own settings allow (its DIP/installer limit)."""
+    user_max_current: float | None
+    """The most its user allows (the mobile app)."""
+    phase_change_possible: bool | None
+    internal_temperature: float | None
     session_energy_kwh: float | None
     lifetime_energy_kwh: float | None
     readings: Mapping[str, Reading]
 
 
-PHASE_SETS: dict[int, tuple[int, ...]] = {
-    0: (0,),
-    1: (1,),
-    2: (2,),
-    3: (0, 1),
-    4: (0, 2),
-    5: (1, 2),
-    6: (0, 1, 2),
-    7: (),
-}
-"""EVC2 enum ``phases`` (regs 13 and 14): code → the charger's own terminals (0 = its L1)."""
-PHASE_TO_USE = {1: 0, 3: 6}
-"""Reg 14 value for a phase mode: 1 phase = its L1 only (0), 3 phases (6)."""
-
-
-def phases_of_code(code: int | None) -> frozenset[int] | None:
-    """The charger terminals an EVC2 phase code names (None for an unknown code)."""
-    if code is None or int(code) not in PHASE_SETS:
-        return None
-    return frozenset(PHASE_SETS[int(code)])
-
-
 def _set(value: object) -> frozenset[str]:
     return value if isinstance(value, frozenset) else frozenset()
+
+
+def charger_fast_from(readings: Mapping[str, Reading]) -> ChargerFast:
+    """The fast-poll values from decoded readings (a field absent or missing gives None)."""
+    r = readings
+    setpoint = raw_int(r, "amps_to_use")
+    return ChargerFast(
+        voltages=per_phase(r, "voltage"),
+        currents=per_phase(r, "current"),
+        vehicle=vehicle_state_from(raw_int(r, "evse_status"), raw_int(r, "iec_state")),
+        evse_status=label(r, "evse_status"),
+        charge_point_state=label(r, "charge_point_state"),
+        iec_state=label(r, "iec_state"),
+        warnings=_set(value(r, "warning_code")),
+        errors=_set(value(r, "error_code")),
+        warning_code=raw_int(r, "warning_code"),
+        error_code=raw_int(r, "error_code"),
+        current_limit_cause=label(r, "current_limit_cause"),
+        amps_to_use=setpoint,
+        active_power=number(r, "active_power"),
+        phases_connected=phases_of_code(raw_int(r, "phase_connected")),
+        phase_to_use=raw_int(r, "phase_to_use"),
+        readings=r,
+    )
+
+
+def charger_slow_from(readings: Mapping[str, Reading]) -> ChargerSlow:
+    """The slow-read values from decoded readings (a field absent or missing gives None)."""
+    r = readings
+    change = raw_int(r, "phase_change_possible")
+    return ChargerSlow(
+        firmware_version=raw_int(r, "firmware_version"),
+        serial_number=raw_int(r, "serial_number"),
+        product_code=raw_int(r, "product_code"),
+        communication_timeout=number(r, "communication_timeout"),
+        failsafe_current=number(r, "failsafe_current"),
+        amp_limit=number(r, "amp_limit"),
+        user_max_current=number(r, "user_max_current"),
+        phase_change_possible=None if change is None else bool(change),
+        internal_temperature=number(r, "internal_temperature"),
+        session_energy_kwh=kwh(r, "session_energy"),
+        lifetime_energy_kwh=kwh(r, "lifetime_energy"),
+        readings=r,
+    )
 
 
 class Charger(ModbusDevice):
@@ -125,36 +178,14 @@ class Charger(ModbusDevice):
     last_setpoint: float | None = None
 
     async def read_fast(self, *, gap: int = FAST_GAP) -> ChargerFast:
-        """Currents, voltages, statuses, errors, warnings, setpoint and active power."""
-        r = await self.read_fields(FAST_FIELDS, gap=gap)
-        self.last_setpoint = number(r, "amps_to_use")
-        return ChargerFast(
-            voltages=per_phase(r, "voltage"),
-            currents=per_phase(r, "current"),
-            evse_status=label(r, "evse_status"),
-            charge_point_state=label(r, "charge_point_state"),
-            iec_state=label(r, "iec_state"),
-            warnings=_set(r["warning_code"].value),
-            errors=_set(r["error_code"].value),
-            current_limit_cause=label(r, "current_limit_cause"),
-            amps_to_use=self.last_setpoint,
-            active_power=number(r, "active_power"),
-            readings=r,
-        )
+        """Currents, voltages, statuses, errors, warnings, setpoint, phases and active power."""
+        fast = charger_fast_from(await self.read_fields(FAST_FIELDS, gap=gap))
+        self.last_setpoint = fast.amps_to_use
+        return fast
 
     async def read_slow(self) -> ChargerSlow:
         """Settings, identity, firmware and energy counters."""
-        r = await self.read_fields(SLOW_FIELDS, gap=8)
-        return ChargerSlow(
-            firmware_version=raw_int(r, "firmware_version"),
-            serial_number=raw_int(r, "serial_number"),
-            product_code=raw_int(r, "product_code"),
-            communication_timeout=number(r, "communication_timeout"),
-            failsafe_current=number(r, "failsafe_current"),
-            session_energy_kwh=number(r, "session_energy"),
-            lifetime_energy_kwh=number(r, "lifetime_energy"),
-            readings=r,
-        )
+        return charger_slow_from(await self.read_fields(SLOW_FIELDS, gap=8))
 
     async def set_current(self, amps: float, *, verify: bool = True) -> WriteOutcome:
         """Write the DLM setpoint ``amps_to_use`` (0 or 6–32 A on the EVC2).

@@ -163,6 +163,34 @@ class ModbusDevice:
         return IdentityResult(self.name, self.map.id, matches, found)
 
 
+ENERGY_UNITS_TO_KWH = {"kWh": 1.0, "Wh": 0.001}
+"""The energy units a map may give a counter, and their factor to kWh (the one conversion)."""
+
+
+def value(readings: Mapping[str, Reading], name: str) -> object:
+    """The decoded value of ``name`` (None when absent or missing)."""
+    reading = readings.get(name)
+    return None if reading is None or reading.missing else reading.value
+
+
+def kwh(readings: Mapping[str, Reading], name: str, device: str = "") -> float | None:
+    """An energy reading in kWh by its unit (None when absent, missing or not a number).
+
+    DeviceError for a unit other than Wh or kWh (a map error: an energy must never be
+    published in the wrong unit).
+    """
+    amount = number(readings, name)
+    if amount is None:
+        return None
+    unit = readings[name].unit or ""
+    factor = ENERGY_UNITS_TO_KWH.get(unit)
+    if factor is None:
+        where = f"device {device!r}: " if device else ""
+        allowed = ", ".join(ENERGY_UNITS_TO_KWH)
+        raise DeviceError(f"{where}{name} has unit {unit!r}; allowed energy units: {allowed}")
+    return amount * factor
+
+
 def number(readings: Mapping[str, Reading], name: str) -> float | None:
     """The numeric value of ``name`` (None when absent, missing or not a number)."""
     reading = readings.get(name)

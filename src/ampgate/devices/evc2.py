@@ -2,7 +2,8 @@
 
 The register map (``register_maps/teltocharge-evc2.toml``) says how each register is read and
 written; this module holds what the gateway concludes from their values: the vehicle state the
-engine plans with, from reg 6 (EVSE status) and reg 33 (IEC 61851 state).
+engine plans with, from reg 6 (EVSE status) and reg 33 (IEC 61851 state), and the phase codes
+of reg 13 (phases connected) and reg 14 (phases to use).
 """
 
 from __future__ import annotations
@@ -48,3 +49,25 @@ def vehicle_state_from(evse_status: int | None, iec_state: int | None = None) ->
     if iec_state is not None and iec_state in _IEC_STATE:
         return _IEC_STATE[iec_state]
     return VehicleState.UNKNOWN
+
+
+PHASE_SETS: dict[int, tuple[int, ...]] = {
+    0: (0,),
+    1: (1,),
+    2: (2,),
+    3: (0, 1),
+    4: (0, 2),
+    5: (1, 2),
+    6: (0, 1, 2),
+    7: (),
+}
+"""EVC2 enum ``phases`` (regs 13 and 14): code -> the charger's own terminals (0 = its L1)."""
+PHASE_TO_USE = {1: 0, 3: 6}
+"""Reg 14 value for a phase mode: 1 phase = its L1 only (0), 3 phases (6)."""
+
+
+def phases_of_code(code: int | None) -> frozenset[int] | None:
+    """The charger terminals an EVC2 phase code names (None for an unknown code)."""
+    if code is None or int(code) not in PHASE_SETS:
+        return None
+    return frozenset(PHASE_SETS[int(code)])

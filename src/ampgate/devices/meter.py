@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ampgate.codec import Reading
-from ampgate.devices.device import ModbusDevice, number, per_phase
-from ampgate.errors import DeviceError
+from ampgate.devices.device import ModbusDevice, kwh, number, per_phase
 
 PHASES = ("l1", "l2", "l3")
 MEASUREMENT_FIELDS: tuple[str, ...] = (
@@ -17,8 +16,6 @@ MEASUREMENT_FIELDS: tuple[str, ...] = (
     "energy_import",
     "energy_export",
 )
-_TO_KWH = {"kWh": 1.0, "Wh": 0.001}
-
 Triple = tuple[float | None, float | None, float | None]
 
 
@@ -46,18 +43,6 @@ class Meter(ModbusDevice):
         """The measurement fields this meter's map has."""
         return tuple(n for n in MEASUREMENT_FIELDS if self.map.has_field(n))
 
-    def _kwh(self, reading: Reading | None) -> float | None:
-        value = None if reading is None else reading.value
-        if reading is None or isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        factor = _TO_KWH.get(reading.unit or "")
-        if factor is None:
-            raise DeviceError(
-                f"device {self.name!r}: {reading.field} has unit {reading.unit!r}; "
-                "allowed energy units: Wh, kWh"
-            )
-        return float(value) * factor
-
     async def read_measurement(self, *, gap: int = 16) -> MeterMeasurement:
         """Read every measurement field in as few requests as the map allows.
 
@@ -67,18 +52,26 @@ class Meter(ModbusDevice):
         phase the phase power is the total power. A three-phase map without ``power_total``
         reports None (no shipped map is like that; summing phases is not assumed).
         """
-        r = await self.read_fields(self.measurement_fields(), gap=gap)
+        readings = await self.read_fields(self.measurement_fields(), gap=gap)
+        return meter_measurement_from(readings, self.map.model.phases, self.name)
 
-        power_total = number(r, "power_total")
-        if self.map.model.phases == 1 and not self.map.has_field("power_total"):
-            power_total = number(r, "power_l1")
-        return MeterMeasurement(
-            voltages=per_phase(r, "voltage"),
-            currents=per_phase(r, "current"),
-            powers=per_phase(r, "power"),
-            power_total=power_total,
-            frequency=number(r, "frequency"),
-            energy_import_kwh=self._kwh(r.get("energy_import")),
-            energy_export_kwh=self._kwh(r.get("energy_export")),
-            readings=r,
-        )
+
+def meter_measurement_from(
+    readings: Mapping[str, Reading], phases: int = 3, device: str = ""
+) -> MeterMeasurement:
+    """A measurement from decoded readings of a meter with ``phases`` phases (a field absent or
+    missing gives None; ``device`` names the meter in a unit error)."""
+    r = readings
+    power_total = number(r, "power_total")
+    if phases == 1 and "power_total" not in r:
+        power_total = number(r, "power_l1")
+    return MeterMeasurement(
+        voltages=per_phase(r, "voltage"),
+        currents=per_phase(r, "current"),
+        powers=per_phase(r, "power"),
+        power_total=power_total,
+        frequency=number(r, "frequency"),
+        energy_import_kwh=kwh(r, "energy_import", device),
+        energy_export_kwh=kwh(r, "energy_export", device),
+        readings=r,
+    )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ampgate.config import SiteConfig
-from ampgate.devices.charger import phases_of_code
-from ampgate.devices.evc2 import vehicle_state_from
-from ampgate.dlm import ChargerReading, Measurements, MeterReading
-from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
+from ampgate.devices.charger import Triple
+from ampgate.dlm import ChargerReading, Measurements, MeterReading, VehicleState
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 
 
 def first_measurement_complete(
@@ -34,24 +33,30 @@ def first_measurement_complete(
 
 def charger_reading(rt: ChargerRuntime, config: SiteConfig, now: float) -> ChargerReading:
     """One charger as the engine sees it: offline when refused or silent past its limit."""
-    v = rt.values
+    fast, slow = rt.fast, rt.slow
     stale = rt.last_ok is None or now - rt.last_ok > config.dlm.device_stale_seconds
     online = rt.online and not rt.refused and not stale
-    limits = [number_of(v, "amp_limit"), number_of(v, "user_max_current")]
+    limits = () if slow is None else (slow.amp_limit, slow.user_max_current)
     known = [int(x) for x in limits if x is not None and x > 0]
-    change = raw_of(v, "phase_change_possible")
+    change = None if slow is None else slow.phase_change_possible
+    if config.chargers[rt.name].phase_switching == "off":
+        change = False
     return ChargerReading(
         online=online,
-        currents=tuple(number_of(v, f"current_l{i}") or 0.0 for i in (1, 2, 3)),  # type: ignore[arg-type]
-        vehicle=vehicle_state_from(raw_of(v, "evse_status"), raw_of(v, "iec_state")),
+        currents=_amperes(fast.currents) if fast else (0.0, 0.0, 0.0),
+        vehicle=fast.vehicle if fast else VehicleState.UNKNOWN,
         timestamp=rt.measured_at or now,
         last_setpoint=rt.setpoint,
         max_current=min(known) if known else None,
-        phase_change_possible=False
-        if config.chargers[rt.name].phase_switching == "off"
-        else (None if change is None else bool(change)),
-        phases_reported=phases_of_code(raw_of(v, "phase_connected")),
+        phase_change_possible=change,
+        phases_reported=fast.phases_connected if fast else None,
     )
+
+
+def _amperes(currents: Triple) -> tuple[float, float, float]:
+    """A charger's phase currents with an unread phase as 0 A (it measures every terminal)."""
+    l1, l2, l3 = (0.0 if a is None else a for a in currents)
+    return (l1, l2, l3)
 
 
 def measurements(
@@ -61,12 +66,11 @@ def measurements(
     now: float,
 ) -> Measurements:
     """Everything observed, as the engine's Measurements (a meter never read is left out)."""
-    meter_readings = {}
-    for name, rt in meters.items():
-        if rt.measured_at is None:
-            continue
-        currents = tuple(number_of(rt.values, f"current_l{i}") for i in (1, 2, 3))
-        meter_readings[name] = MeterReading(currents=currents, timestamp=rt.measured_at)  # type: ignore[arg-type]
+    meter_readings = {
+        name: MeterReading(currents=rt.measurement.currents, timestamp=rt.measured_at)
+        for name, rt in meters.items()
+        if rt.measurement is not None and rt.measured_at is not None
+    }
     return Measurements(
         meters=meter_readings,
         chargers={name: charger_reading(rt, config, now) for name, rt in chargers.items()},

@@ -49,14 +49,14 @@ from ampgate.dlm import (
     allocate,
 )
 from ampgate.errors import AmpgateError
-from ampgate.gateway.counters import monotonic_readings
+from ampgate.gateway.counters import record_counters
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.inputs import first_measurement_complete, measurements
 from ampgate.gateway.open_devices import open_devices
 from ampgate.gateway.programming import DeviceProgramming
 from ampgate.gateway.publish import LoopCounters, build_snapshot
-from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.gateway.writes import SetpointWriter
 from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import get_logger
@@ -244,8 +244,15 @@ class Gateway:
         measurement = await self.health.attempt(rt, rt.device.read_measurement())
         if measurement is None:
             return
-        rt.values.update(monotonic_readings(rt, measurement.readings, self.events))
         rt.measurement = measurement
+        record_counters(
+            rt,
+            {
+                "energy_import": measurement.energy_import_kwh,
+                "energy_export": measurement.energy_export_kwh,
+            },
+            self.events,
+        )
         rt.measured_at = rt.last_ok
 
     async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:
@@ -259,28 +266,26 @@ class Gateway:
             return
         finally:
             rt.polled = True
-        values = fast.readings
         self.health.succeeded(rt)
         if not was_online:
             # First seen, or back after being silent: the fast poll carries the identity
             # register, so a unit that was silent at start-up or was swapped is refused and
             # never written; its settings and programming follow the cycle's writes.
-            if not self.programming.accept_identity(rt, rt.device.identity_from(values)):
+            if not self.programming.accept_identity(rt, rt.device.identity_from(fast.readings)):
                 return
             rt.bring_up_due = True
-        rt.values.update(monotonic_readings(rt, values, self.events))
+        rt.fast, rt.phase_to_use = fast, fast.phase_to_use
         rt.measured_at = rt.last_ok
-        amps = raw_of(values, "amps_to_use")
-        if amps is not None:
-            rt.setpoint = int(amps)
+        if fast.amps_to_use is not None:
+            rt.setpoint = fast.amps_to_use
         labels = rt.device.map
         self.events.charger_bits(
             rt.name,
-            warning_raw=raw_of(values, "warning_code"),
-            error_raw=raw_of(values, "error_code"),
+            warning_raw=fast.warning_code,
+            error_raw=fast.error_code,
             warning_labels=labels.bits_of("warning_code"),
             error_labels=labels.bits_of("error_code"),
-            voltages=[number_of(values, f"voltage_l{i}") for i in (1, 2, 3)],
+            voltages=list(fast.voltages),
         )
         if slow and was_online:
             await self.programming.read_slow(rt)

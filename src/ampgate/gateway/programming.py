@@ -14,10 +14,10 @@ from ampgate.config.to_engine import failsafe_plan
 from ampgate.devices.device import IdentityResult
 from ampgate.dlm import Site
 from ampgate.errors import AmpgateError
-from ampgate.gateway.counters import monotonic_readings
+from ampgate.gateway.counters import record_counters
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
-from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, raw_of
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 
 
 class DeviceProgramming:
@@ -61,7 +61,8 @@ class DeviceProgramming:
         slow = await self.health.attempt(rt, rt.device.read_slow())
         if slow is None:
             return
-        rt.values.update(monotonic_readings(rt, slow.readings, self.events))
+        rt.slow = slow
+        record_counters(rt, {"lifetime_energy": slow.lifetime_energy_kwh}, self.events)
         # The slow read carries the identity registers: a unit swapped between two polls
         # (never seen offline) is refused and never written again.
         self.accept_identity(rt, rt.device.identity_from(slow.readings))
@@ -106,12 +107,18 @@ class DeviceProgramming:
         if rt.watchdog is None or rt.failsafe is None:
             await self.program_planned(rt)
             return
+        if rt.slow is None:
+            return
         actual = {
-            "communication_timeout": raw_of(rt.values, "communication_timeout"),
-            "failsafe_current": raw_of(rt.values, "failsafe_current"),
+            "communication_timeout": rt.slow.communication_timeout,
+            "failsafe_current": rt.slow.failsafe_current,
         }
         expected = {"communication_timeout": rt.watchdog, "failsafe_current": rt.failsafe}
-        drifted = {k: v for k, v in actual.items() if v is not None and v != expected[k]}
+        drifted = {
+            k: int(v) if v.is_integer() else v
+            for k, v in actual.items()
+            if v is not None and v != expected[k]
+        }
         for field_name, value in drifted.items():
             self.events.emit(
                 "config_mismatch",

@@ -9,12 +9,13 @@ from typing import Any
 
 from ampgate.config import PHASES, SiteConfig
 from ampgate.dlm import Allocation
-from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, number_of, raw_of, value_of
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.interfaces.snapshot import (
     ChargerReadings,
     DaemonSnapshot,
     DeviceSnapshot,
     DlmSnapshot,
+    EnumState,
     Event,
     GroupSnapshot,
     LoopHealth,
@@ -52,19 +53,6 @@ class LoopCounters:
             self.overloads_by_phase[key] = self.overloads_by_phase.get(key, 0) + 1
 
 
-def _phases(values: dict[str, Any], prefix: str) -> PhaseValues:
-    return PhaseValues(*(number_of(values, f"{prefix}_l{i}") for i in (1, 2, 3)))
-
-
-def _kwh(values: dict[str, Any], name: str) -> float | None:
-    reading = values.get(name)
-    number = number_of(values, name)
-    if number is None:
-        return None
-    unit = (getattr(reading, "unit", None) or "").lower()
-    return number / 1000.0 if unit == "wh" else number
-
-
 def request_stats(health: Any) -> RequestStatsSnapshot:
     """Convert a transport ``DeviceHealth`` into the snapshot's request statistics."""
     if health is None:
@@ -92,65 +80,58 @@ def _health(rt: ChargerRuntime | MeterRuntime) -> Any:
 
 def charger_readings(rt: ChargerRuntime) -> ChargerReadings | None:
     """The charger's readings for metrics (None before its first successful poll)."""
-    v = rt.values
-    if not v:
+    fast, slow = rt.fast, rt.slow
+    if fast is None and slow is None:
         return None
     rmap = rt.device.map
-    voltages = [number_of(v, f"voltage_l{i}") for i in (1, 2, 3)]
-    limits = [number_of(v, "amp_limit"), number_of(v, "user_max_current")]
+    voltages = fast.voltages if fast else (None, None, None)
+    limits = [slow.amp_limit, slow.user_max_current] if slow else []
     limits.append(float(rt.config.max_current) if rt.config else None)
     known = [x for x in limits if x is not None and x > 0]
 
-    def enum(name: str) -> Any:
-        return enum_state(value_of(v, name), rmap.enum_of(name))
+    def enum(name: str, label: str | None) -> EnumState:
+        return enum_state(label, rmap.enum_of(name))
 
     return ChargerReadings(
         voltage_volts=PhaseValues(*voltages),
-        current_amperes=_phases(v, "current"),
-        active_power_watts=number_of(v, "active_power"),
-        session_energy_kwh=_kwh(v, "session_energy"),
-        lifetime_energy_kwh=_kwh(v, "lifetime_energy"),
-        temperature_celsius=number_of(v, "internal_temperature"),
+        current_amperes=PhaseValues(*fast.currents) if fast else PhaseValues(),
+        active_power_watts=fast.active_power if fast else None,
+        session_energy_kwh=slow.session_energy_kwh if slow else None,
+        lifetime_energy_kwh=rt.counters.get("lifetime_energy"),
+        temperature_celsius=slow.internal_temperature if slow else None,
         setpoint_amperes=None if rt.setpoint is None else float(rt.setpoint),
         allowed_max_amperes=min(known) if known else None,
-        evse_status=enum("evse_status"),
-        iec_state=enum("iec_state"),
-        charge_point_state=enum("charge_point_state"),
-        current_limit_cause=enum("current_limit_cause"),
-        warnings=bit_states(raw_of(v, "warning_code"), rmap.bits_of("warning_code")),
+        evse_status=enum("evse_status", fast.evse_status if fast else None),
+        iec_state=enum("iec_state", fast.iec_state if fast else None),
+        charge_point_state=enum("charge_point_state", fast.charge_point_state if fast else None),
+        current_limit_cause=enum("current_limit_cause", fast.current_limit_cause if fast else None),
+        warnings=bit_states(fast.warning_code if fast else None, rmap.bits_of("warning_code")),
         errors=bit_states(
-            raw_of(v, "error_code"),
+            fast.error_code if fast else None,
             rmap.bits_of("error_code"),
-            ocpp_codes=evc2_error_ocpp_codes(voltages),
+            ocpp_codes=evc2_error_ocpp_codes(list(voltages)),
         ),
-        watchdog_seconds=number_of(v, "communication_timeout"),
-        failsafe_amperes=number_of(v, "failsafe_current"),
-        firmware_version=raw_of(v, "firmware_version"),
+        watchdog_seconds=slow.communication_timeout if slow else None,
+        failsafe_amperes=slow.failsafe_current if slow else None,
+        firmware_version=slow.firmware_version if slow else None,
+        vehicle_state=fast.vehicle.value if fast else "unknown",
     )
 
 
 def meter_readings(rt: MeterRuntime) -> MeterReadings | None:
     """The meter's readings for metrics (None before its first successful poll)."""
-    v = rt.values
-    if not v:
+    m = rt.measurement
+    if m is None:
         return None
     return MeterReadings(
-        voltage_volts=_phases(v, "voltage"),
-        current_amperes=_phases(v, "current"),
-        power_watts=_phases(v, "power"),
-        # the measurement's total: a single-phase map (SDM120) has only power_l1, which is it
-        total_power_watts=_total_power(rt),
-        frequency_hertz=number_of(v, "frequency"),
-        energy_import_kwh=_kwh(v, "energy_import"),
-        energy_export_kwh=_kwh(v, "energy_export"),
+        voltage_volts=PhaseValues(*m.voltages),
+        current_amperes=PhaseValues(*m.currents),
+        power_watts=PhaseValues(*m.powers),
+        total_power_watts=m.power_total,
+        frequency_hertz=m.frequency,
+        energy_import_kwh=rt.counters.get("energy_import"),
+        energy_export_kwh=rt.counters.get("energy_export"),
     )
-
-
-def _total_power(rt: MeterRuntime) -> float | None:
-    total = getattr(rt.measurement, "power_total", None)
-    if isinstance(total, int | float) and not isinstance(total, bool):
-        return float(total)
-    return number_of(rt.values, "power_total")
 
 
 def _device(rt: ChargerRuntime | MeterRuntime, kind: str) -> DeviceSnapshot:
@@ -169,6 +150,8 @@ def _device(rt: ChargerRuntime | MeterRuntime, kind: str) -> DeviceSnapshot:
         refused=rt.refused,
         reason=rt.reason if isinstance(rt, ChargerRuntime) else "",
         reason_code=rt.reason_code if isinstance(rt, ChargerRuntime) else "",
+        group=cfg.group if cfg else "",
+        stale=rt.stale if isinstance(rt, MeterRuntime) else False,
     )
 
 
@@ -227,4 +210,5 @@ def build_snapshot(
             cycle_seconds=config.dlm.cycle_seconds,
         ),
         recent_events=tuple(recent_events),
+        site=config.site.name,
     )

@@ -1,42 +1,17 @@
-"""Per-device state the loop keeps between cycles, and small helpers to read decoded values.
+"""Per-device state the loop keeps between cycles.
 
 Mutable and owned by the loop task only; everything others see goes out as frozen snapshots.
+Device values are the typed readings ``ampgate.devices`` builds (``ChargerFast``,
+``ChargerSlow``, ``MeterMeasurement``), kept as the latest good one of each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ampgate.config import ChargerConfig, MeterConfig
-
-Readings = Mapping[str, Any]
-"""Decoded values by field name, as the devices return them (``ampgate.codec.Reading``)."""
-
-
-def value_of(readings: Readings, name: str) -> Any:
-    """Return the engineering value of ``name`` (None when absent or missing)."""
-    reading = readings.get(name)
-    if reading is None or getattr(reading, "missing", False):
-        return None
-    return getattr(reading, "value", reading)
-
-
-def raw_of(readings: Readings, name: str) -> Any:
-    """Return the raw register value of ``name`` (None when absent or missing)."""
-    reading = readings.get(name)
-    if reading is None or getattr(reading, "missing", False):
-        return None
-    return getattr(reading, "raw", reading)
-
-
-def number_of(readings: Readings, name: str) -> float | None:
-    """Return the numeric value of ``name`` as float (None when absent, missing or not numeric)."""
-    value = value_of(readings, name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+from ampgate.devices import ChargerFast, ChargerSlow, MeterMeasurement
 
 
 @dataclass(slots=True)
@@ -46,8 +21,6 @@ class DeviceRuntime:
     name: str
     device: Any
     """The ``ampgate.devices`` object talking to it."""
-    values: dict[str, Any] = field(default_factory=dict)
-    """Latest decoded values (fast and slow polls merged)."""
     polled: bool = False
     """At least one poll was attempted."""
     last_ok: float | None = None
@@ -61,7 +34,8 @@ class DeviceRuntime:
     """Why the device is not controlled (identity mismatch), or None."""
     last_error: str | None = None
     counters: dict[str, float] = field(default_factory=dict)
-    """The highest value seen of each energy counter (what is published)."""
+    """The highest value seen of each lifetime energy counter in kWh (what is published;
+    :mod:`ampgate.gateway.counters`)."""
     counters_backwards: set[str] = field(default_factory=set)
     """Counters whose latest reading was below the published value (reported once)."""
 
@@ -71,6 +45,10 @@ class ChargerRuntime(DeviceRuntime):
     """A charger: the device state plus what the gateway programmed into it."""
 
     config: ChargerConfig | None = None
+    fast: ChargerFast | None = None
+    """The latest good fast poll (currents, states, setpoint, phases)."""
+    slow: ChargerSlow | None = None
+    """The latest good slow read (settings, limits, identity, energy)."""
     setpoint: int | None = None
     """Amps to use (reg 15) as last written and verified."""
     last_write: float | None = None
@@ -84,6 +62,8 @@ class ChargerRuntime(DeviceRuntime):
     failsafe: int | None = None
     """Failsafe current (reg 20) as programmed and verified."""
     phase_to_use: int | None = None
+    """The phase mode the charger holds (its code): from the latest fast poll, or the verified
+    read-back of the gateway's own write since."""
     bring_up_due: bool = False
     """Identified by its fast poll (first seen, or back after being offline): its settings are
     still to be read and its watchdog/failsafe checked, after this cycle's lowering writes."""
@@ -95,6 +75,5 @@ class MeterRuntime(DeviceRuntime):
 
     config: MeterConfig | None = None
     stale: bool = False
-    measurement: Any = None
-    """The latest ``ampgate.devices.meter.MeterMeasurement`` (totals the map derives, such as
-    a single-phase meter's total power), or None before the first good read."""
+    measurement: MeterMeasurement | None = None
+    """The latest good measurement (None before the first one)."""

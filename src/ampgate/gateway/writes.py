@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ampgate.config import SiteConfig
-from ampgate.devices.charger import PHASE_TO_USE
+from ampgate.devices.evc2 import PHASE_TO_USE
 from ampgate.dlm import Allocation, Setpoint
 from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
 from ampgate.gateway.programming import DeviceProgramming
-from ampgate.gateway.runtime import ChargerRuntime, raw_of
+from ampgate.gateway.runtime import ChargerRuntime
 
 WATCHDOG_REFRESH_FRACTION = 3
 """Re-write amps_to_use when the last write is older than watchdog / this."""
@@ -147,13 +147,12 @@ class SetpointWriter:
 
     async def _apply_phases(self, rt: ChargerRuntime, phases: int) -> None:
         wanted = PHASE_TO_USE[phases]
-        current = raw_of(rt.values, "phase_to_use")
-        if current == wanted:
+        if rt.phase_to_use == wanted:
             return
         try:
             outcome = await rt.device.write_field("phase_to_use", wanted, priority=True)
         except AmpgateError as exc:
             self.log.warning("phase_write_failed", device=rt.name, problem=str(exc))
             return
-        if outcome.read_back is not None:  # not written again until the charger changes it
-            rt.values["phase_to_use"] = outcome.read_back
+        if outcome.read_back is not None:  # not written again until a poll shows otherwise
+            rt.phase_to_use = int(outcome.read_back.raw)

@@ -29,11 +29,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ampgate.codec import decode_request, encode_field, plan_reads
-from ampgate.devices.charger import FAST_FIELDS, FAST_GAP, PHASE_TO_USE, SLOW_FIELDS
-from ampgate.devices.meter import MEASUREMENT_FIELDS
+from ampgate.devices.charger import (
+    FAST_FIELDS,
+    FAST_GAP,
+    SLOW_FIELDS,
+    charger_fast_from,
+    charger_slow_from,
+)
+from ampgate.devices.evc2 import PHASE_TO_USE
+from ampgate.devices.meter import MEASUREMENT_FIELDS, meter_measurement_from
 from ampgate.dlm import EngineState, Measurements, Site, allocate
 from ampgate.gateway.inputs import first_measurement_complete, measurements
-from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime, raw_of
+from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.sim.device import ManualClock
 from ampgate.sim.plant import Plant
 from ampgate.sim.rtu import transaction_wire_time
@@ -193,12 +200,14 @@ class ClosedLoop:
 
         def store(now: float) -> None:
             rt = self.chargers[name]
-            rt.values.update(values)
+            rt.fast = charger_fast_from(values)
+            rt.phase_to_use = rt.fast.phase_to_use
+            if slow:
+                rt.slow = charger_slow_from(values)
             rt.polled = rt.online = True
             rt.last_ok = rt.measured_at = now
-            amps = raw_of(values, "amps_to_use")
-            if amps is not None:
-                rt.setpoint = int(amps)
+            if rt.fast.amps_to_use is not None:
+                rt.setpoint = rt.fast.amps_to_use
             self.polling.discard(name)
 
         if done <= self.clock.now:
@@ -217,7 +226,7 @@ class ClosedLoop:
             for request in self.meter_plans[name]:
                 words = sim.read(request.function, request.address, request.count)
                 values.update(decode_request(sim.map, request, words))  # type: ignore[arg-type]
-            rt.values.update(values)
+            rt.measurement = meter_measurement_from(values, sim.map.model.phases, name)
             rt.online = True
             rt.last_ok = rt.measured_at = t + 0.003
 
@@ -232,7 +241,7 @@ class ClosedLoop:
             if name not in amps:
                 continue
             target, mode = amps[name], modes.get(name)
-            switch = mode is not None and raw_of(rt.values, "phase_to_use") != PHASE_TO_USE[mode]
+            switch = mode is not None and rt.phase_to_use != PHASE_TO_USE[mode]
             if switch and mode == 1:  # to fewer phases before the setpoint (as the daemon)
                 self._write(name, "phase_to_use", PHASE_TO_USE[mode], t, urgent=True)
             changed = rt.setpoint != target

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ampgate.codec import RegisterMap, load_map
-from ampgate.devices.charger import PHASE_SETS
+from ampgate.devices.evc2 import PHASE_SETS
 from ampgate.sim.device import Clock, ModbusExceptionCode, ReadAnswer, WriteAnswer
 from ampgate.sim.registers import RegisterImage, energy_in_unit
 

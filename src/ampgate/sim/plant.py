@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ampgate.devices.charger import PHASE_SETS
+from ampgate.devices.evc2 import PHASE_SETS
 from ampgate.dlm.topology import site_index
 from ampgate.sim.device import Clock, Faults, FaultyDevice
 from ampgate.sim.evc2 import ElectricVehicle, Evc2Simulator
