@@ -369,7 +369,9 @@ def test_phase_switching_off_keeps_a_switchable_charger_on_its_phases():
     (name,) = [n for n, c in site.chargers.items() if c.phase_switching == "off"]
 
     rt = ChargerRuntime(name=name, device=None, config=site.chargers[name])
-    rt.slow = charger_slow_from({"phase_change_possible": Reading("phase_change_possible", 1, 1, None)})
+    rt.slow = charger_slow_from(
+        {"phase_change_possible": Reading("phase_change_possible", 1, 1, None)}
+    )
     assert rt.slow.phase_change_possible is True  # the charger says it can switch
     assert charger_reading(rt, site, 0.0).phase_change_possible is False
     (problem,) = problems_of(

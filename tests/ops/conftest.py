@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from ampgate.devices.evc2 import evc2_error_ocpp_codes
 from ampgate.gateway.publish import request_stats
 from ampgate.interfaces.snapshot import (
     ChargerReadings,
@@ -21,7 +22,6 @@ from ampgate.interfaces.snapshot import (
     SnapshotStore,
     bit_states,
     enum_state,
-    evc2_error_ocpp_codes,
 )
 from ampgate.transport.health import HealthTracker
 from ampgate.transport.result import RequestResult, ResultKind, new_result

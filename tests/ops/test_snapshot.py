@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
+from ampgate.devices.evc2 import evc2_error_ocpp_codes
 from ampgate.interfaces.snapshot import (
     DaemonSnapshot,
     SnapshotStore,
     bit_states,
     enum_state,
-    evc2_error_ocpp_codes,
     firmware_dotted,
 )
 

@@ -21,7 +21,7 @@ from ampgate.devices.device import (
     raw_int,
     value,
 )
-from ampgate.devices.evc2 import phases_of_code, vehicle_state_from
+from ampgate.devices.evc2 import phase_mode_code, phases_of_code, vehicle_state_from
 from ampgate.dlm import VehicleState
 
 PHASES = ("l1", "l2", "l3")
@@ -196,6 +196,10 @@ class Charger(ModbusDevice):
         outcome = await self.write_field("amps_to_use", amps, verify=verify, priority=lowering)
         self.last_setpoint = amps
         return outcome
+
+    async def set_phases(self, phases: int) -> WriteOutcome:
+        """Switch to 1 or 3 phases (reg 14), verified, on the priority lane."""
+        return await self.write_field("phase_to_use", phase_mode_code(phases), priority=True)
 
     async def program_watchdog(
         self, timeout_s: float, failsafe_a: float

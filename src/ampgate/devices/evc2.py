@@ -3,10 +3,14 @@
 The register map (``register_maps/teltocharge-evc2.toml``) says how each register is read and
 written; this module holds what the gateway concludes from their values: the vehicle state the
 engine plans with, from reg 6 (EVSE status) and reg 33 (IEC 61851 state), and the phase codes
-of reg 13 (phases connected) and reg 14 (phases to use).
+of reg 13 (phases connected) and reg 14 (phases to use), and the OCPP 1.6 errorCode of each
+warning (reg 34) and error (reg 35) bit.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from ampgate.dlm import VehicleState
 
@@ -66,8 +70,60 @@ PHASE_TO_USE = {1: 0, 3: 6}
 """Reg 14 value for a phase mode: 1 phase = its L1 only (0), 3 phases (6)."""
 
 
+def phase_mode_code(phases: int) -> int:
+    """The reg 14 code of a phase mode (1 or 3 phases); ValueError for another count."""
+    if phases not in PHASE_TO_USE:
+        raise ValueError(f"phase mode {phases} is not allowed (allowed: 1, 3)")
+    return PHASE_TO_USE[phases]
+
+
 def phases_of_code(code: int | None) -> frozenset[int] | None:
     """The charger terminals an EVC2 phase code names (None for an unknown code)."""
     if code is None or int(code) not in PHASE_SETS:
         return None
     return frozenset(PHASE_SETS[int(code)])
+
+
+#: EVC2 error bits (reg 35) → OCPP 1.6 errorCode; the mapping proposed in the diagnostics
+#: reference (data, not confirmed by Teltonika). Bit 0 is refined by :func:`evc2_error_ocpp_codes`.
+EVC2_ERROR_OCPP_CODES: Mapping[int, str] = MappingProxyType(
+    {
+        0: "OtherError",
+        1: "OtherError",
+        2: "GroundFailure",
+        3: "EVCommunicationError",
+        4: "OverCurrentFailure",
+        5: "HighTemperature",
+        6: "GroundFailure",
+        7: "OtherError",
+        8: "GroundFailure",
+        9: "ConnectorLockFailure",
+        10: "InternalError",
+    }
+)
+
+
+def evc2_error_ocpp_codes(
+    voltages: Iterable[float | None] = (),
+    *,
+    nominal_volts: float = 230.0,
+    tolerance: float = 0.10,
+) -> Mapping[int, str]:
+    """The EVC2 error-bit → OCPP mapping, with bit 0 (input voltage) decided from the voltages.
+
+    Bit 0 is ``OverVoltage`` if a phase is above nominal × (1 + tolerance), ``UnderVoltage`` if
+    a connected phase (> 0 V) is below nominal × (1 − tolerance), else ``OtherError``. The ±10 %
+    band is EN 50160's supply tolerance; the reference only says "decide from regs 0–2 vs nominal".
+    """
+    present = [v for v in voltages if v is not None]
+    code = "OtherError"
+    if any(v > nominal_volts * (1 + tolerance) for v in present):
+        code = "OverVoltage"
+    elif any(0 < v < nominal_volts * (1 - tolerance) for v in present):
+        code = "UnderVoltage"
+    return MappingProxyType({**EVC2_ERROR_OCPP_CODES, 0: code})
+
+
+#: EVC2 warning bits (reg 34) that have an OCPP 1.6 errorCode (diagnostics reference): only the
+#: NFC module fault (ReaderFailure); the other warnings are not faults in OCPP terms.
+EVC2_WARNING_OCPP_CODES: Mapping[int, str] = MappingProxyType({9: "ReaderFailure"})

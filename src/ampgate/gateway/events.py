@@ -20,17 +20,14 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ampgate.interfaces.snapshot import Event, evc2_error_ocpp_codes
+from ampgate.devices.evc2 import EVC2_WARNING_OCPP_CODES, evc2_error_ocpp_codes
+from ampgate.interfaces.snapshot import Event
 from ampgate.logging import get_logger
 
 FLAP_WINDOW_SECONDS = 600.0
 """Reconnect storm window (operator fault dictionary F-0302: > 5 reconnects in 10 min)."""
 FLAP_LIMIT = 5
 """More than this many online↔offline changes in the window is flapping."""
-
-#: EVC2 warning bits (reg 34) that have an OCPP 1.6 errorCode (diagnostics reference): only the
-#: NFC module fault (ReaderFailure); the other warnings are not faults in OCPP terms.
-EVC2_WARNING_OCPP_CODES: Mapping[int, str] = MappingProxyType({9: "ReaderFailure"})
 
 _NOTICE_LEVELS = {
     "overload_measured": "error",

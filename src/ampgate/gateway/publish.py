@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ampgate.config import PHASES, SiteConfig
+from ampgate.devices.evc2 import evc2_error_ocpp_codes
 from ampgate.dlm import Allocation
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.interfaces.snapshot import (
@@ -26,7 +27,6 @@ from ampgate.interfaces.snapshot import (
     RttHistogramSnapshot,
     bit_states,
     enum_state,
-    evc2_error_ocpp_codes,
 )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ampgate.config import SiteConfig
-from ampgate.devices.evc2 import PHASE_TO_USE
+from ampgate.devices.evc2 import phase_mode_code
 from ampgate.dlm import Allocation, Setpoint
 from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
@@ -146,11 +146,10 @@ class SetpointWriter:
             )
 
     async def _apply_phases(self, rt: ChargerRuntime, phases: int) -> None:
-        wanted = PHASE_TO_USE[phases]
-        if rt.phase_to_use == wanted:
+        if rt.phase_to_use == phase_mode_code(phases):
             return
         try:
-            outcome = await rt.device.write_field("phase_to_use", wanted, priority=True)
+            outcome = await rt.device.set_phases(phases)
         except AmpgateError as exc:
             self.log.warning("phase_write_failed", device=rt.name, problem=str(exc))
             return

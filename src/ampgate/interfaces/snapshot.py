@@ -17,7 +17,8 @@ How the daemon fills it (units are those in the attribute names; ``None`` = not 
   (``RegisterMap.enum_of(field)``), so every documented state is exported, 1 for the active one;
 * bit fields (warning/error codes) become :class:`BitState` tuples via :func:`bit_states` from the
   raw register value and the map's bits (``RegisterMap.bits_of(field)``); for EVC2 error bits pass
-  ``ocpp_codes=evc2_error_ocpp_codes(voltages)`` to attach the OCPP 1.6 errorCode;
+  ``ocpp_codes=ampgate.devices.evc2.evc2_error_ocpp_codes(voltages)`` to attach the OCPP 1.6
+  errorCode;
 * energies are kWh (convert a meter's Wh by its ``Reading.unit``); currents A; import positive.
 """
 
@@ -149,46 +150,6 @@ def bit_states(
         )
         for b in sorted(bits)
     )
-
-
-#: EVC2 error bits (reg 35) → OCPP 1.6 errorCode; the mapping proposed in the diagnostics
-#: reference (data, not confirmed by Teltonika). Bit 0 is refined by :func:`evc2_error_ocpp_codes`.
-EVC2_ERROR_OCPP_CODES: Mapping[int, str] = MappingProxyType(
-    {
-        0: "OtherError",
-        1: "OtherError",
-        2: "GroundFailure",
-        3: "EVCommunicationError",
-        4: "OverCurrentFailure",
-        5: "HighTemperature",
-        6: "GroundFailure",
-        7: "OtherError",
-        8: "GroundFailure",
-        9: "ConnectorLockFailure",
-        10: "InternalError",
-    }
-)
-
-
-def evc2_error_ocpp_codes(
-    voltages: Iterable[float | None] = (),
-    *,
-    nominal_volts: float = 230.0,
-    tolerance: float = 0.10,
-) -> Mapping[int, str]:
-    """The EVC2 error-bit → OCPP mapping, with bit 0 (input voltage) decided from the voltages.
-
-    Bit 0 is ``OverVoltage`` if a phase is above nominal × (1 + tolerance), ``UnderVoltage`` if
-    a connected phase (> 0 V) is below nominal × (1 − tolerance), else ``OtherError``. The ±10 %
-    band is EN 50160's supply tolerance; the reference only says "decide from regs 0–2 vs nominal".
-    """
-    present = [v for v in voltages if v is not None]
-    code = "OtherError"
-    if any(v > nominal_volts * (1 + tolerance) for v in present):
-        code = "OverVoltage"
-    elif any(0 < v < nominal_volts * (1 - tolerance) for v in present):
-        code = "UnderVoltage"
-    return MappingProxyType({**EVC2_ERROR_OCPP_CODES, 0: code})
 
 
 # --------------------------------------------------------------------------------------------
