@@ -56,8 +56,11 @@ def building_load(started: float, fuse: float = FUSE_AMPS) -> LoadProfile:
         t = now - started
         wave = 4.0 * math.sin(2 * math.pi * t / 60.0)
         step = 8.0 if (t % 90.0) >= 60.0 else 0.0
-        base = (9.0 + wave + step, 6.0 - wave / 2, 11.0 + wave / 2 + step / 2)
-        return tuple(max(0.0, min(fuse / 2, b)) for b in base)  # type: ignore[return-value]
+        l1, l2, l3 = (
+            max(0.0, min(fuse / 2, b))
+            for b in (9.0 + wave + step, 6.0 - wave / 2, 11.0 + wave / 2 + step / 2)
+        )
+        return (l1, l2, l3)
 
     return profile
 

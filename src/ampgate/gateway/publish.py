@@ -14,6 +14,7 @@ from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.interfaces.snapshot import (
     ChargerReadings,
     DaemonSnapshot,
+    DeviceKind,
     DeviceSnapshot,
     DlmSnapshot,
     EnumState,
@@ -134,12 +135,12 @@ def meter_readings(rt: MeterRuntime) -> MeterReadings | None:
     )
 
 
-def _device(rt: ChargerRuntime | MeterRuntime, kind: str) -> DeviceSnapshot:
+def _device(rt: ChargerRuntime | MeterRuntime, kind: DeviceKind) -> DeviceSnapshot:
     cfg = rt.config
     return DeviceSnapshot(
         name=rt.name,
         model=cfg.model if cfg else "",
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         bus=cfg.bus if cfg else "",
         unit_id=cfg.unit_id if cfg else 0,
         up=rt.online and not rt.refused,

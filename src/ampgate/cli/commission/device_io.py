@@ -83,17 +83,17 @@ def _with_serial_defaults(text: str, bus: BusAddress, rmap: RegisterMap) -> BusA
         return bus
     query = text.partition("?")[2]
     serial = rmap.spec.serial
-    changes: dict[str, object] = {}
     if "baud=" not in query:
-        changes["baudrate"] = serial.baudrate
-    if bus.scheme == "rtu":
-        if "parity=" not in query:
-            changes["parity"] = serial.parity
-        if "stopbits=" not in query:
-            changes["stopbits"] = serial.stopbits
-        if "bytesize=" not in query:
-            changes["bytesize"] = serial.bytesize
-    return dataclasses.replace(bus, **changes)  # type: ignore[arg-type]
+        bus = dataclasses.replace(bus, baudrate=serial.baudrate)
+    if bus.scheme != "rtu":
+        return bus
+    if "parity=" not in query:
+        bus = dataclasses.replace(bus, parity=serial.parity)
+    if "stopbits=" not in query:
+        bus = dataclasses.replace(bus, stopbits=serial.stopbits)
+    if "bytesize=" not in query:
+        bus = dataclasses.replace(bus, bytesize=serial.bytesize)
+    return bus
 
 
 def device_address(text: str, rmap: RegisterMap | None = None) -> DeviceAddress:
