@@ -1,14 +1,16 @@
 """Device health: every request's outcome marks its device online or offline, as an event.
 
 A device that fails is marked offline (the engine then assumes the worst for it) and never
-stops the loop; its next answer marks it online again.
+stops the loop; its next answer marks it online again. A meter is also stale when its last
+measurement is too old (:meth:`DeviceHealth.meter_freshness`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
+from ampgate.dlm import Allocation
 from ampgate.errors import AmpgateError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
@@ -51,3 +53,30 @@ class DeviceHealth:
         rt.last_error = str(exc)
         rt.online = False
         self.events.device_seen(rt.name, False, problem=str(exc))
+
+    def meter_freshness(
+        self,
+        meters: Mapping[str, MeterRuntime],
+        limit: float,
+        started_at: float | None,
+        allocation: Allocation | None,
+        now: float,
+    ) -> None:
+        """Mark each meter stale when its last measurement is older than ``limit`` seconds
+        (since start when it never measured) and report changes (``meter_stale``/``_fresh``).
+
+        Freshness is the age of the last measurement, not of the last answer: a meter that
+        answers its identification but fails its measurement reads is stale.
+        """
+        for name, rt in meters.items():
+            if rt.config is None:  # every meter of a site file has its config
+                continue
+            since = rt.measured_at if rt.measured_at is not None else started_at or now
+            rt.stale = now - since > limit
+            group = rt.config.group
+            source = None
+            if allocation is not None:
+                source = next(
+                    (a.non_ev_source for a in allocation.accounts if a.group == group), None
+                )
+            self.events.meter_freshness(name, rt.stale, group=group, non_ev_source=source)

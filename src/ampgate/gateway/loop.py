@@ -192,7 +192,9 @@ class Gateway:
             await self.writer.write_all(self.chargers, allocation, now)
             self._observe(allocation)
             self._bring_up_chargers()
-        self._meter_events(now)
+        self.health.meter_freshness(
+            self.meters, self.config.dlm.meter_stale_seconds, self.started_at, self.allocation, now
+        )
         self.counters.last_cycle_seconds = self.clock() - began
         self._publish()
         return allocation
@@ -296,28 +298,6 @@ class Gateway:
         for notice in allocation.notices:
             self.events.engine_notice(notice.kind, notice.subject, notice.detail)
 
-    def _meter_events(self, now: float) -> None:
-        limit = self.config.dlm.meter_stale_seconds
-        for name, rt in self.meters.items():
-            if rt.config is None:  # every meter of a site file has its config
-                continue
-            # Freshness is the age of the last measurement, not of the last answer: a meter
-            # that answers its identification but fails its measurement reads is stale.
-            since = rt.measured_at if rt.measured_at is not None else self.started_at or now
-            stale = now - since > limit
-            rt.stale = stale
-            source = None
-            if self.allocation is not None:
-                source = next(
-                    (
-                        a.non_ev_source
-                        for a in self.allocation.accounts
-                        if a.group == rt.config.group
-                    ),
-                    None,
-                )
-            self.events.meter_freshness(name, stale, group=rt.config.group, non_ev_source=source)
-
     def _publish(self) -> None:
         self.store.publish(
             build_snapshot(
@@ -390,30 +370,8 @@ class Gateway:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        policy = self.config.dlm.shutdown
-        if write and policy != "keep":
-            targets = {
-                rt.name: (rt.failsafe if rt.failsafe is not None else 0)
-                if policy == "failsafe"
-                else 0
-                for rt in self.chargers.values()
-                if rt.online and not rt.refused and (only is None or rt.name in only)
-            }
-
-            async def one(rt: ChargerRuntime, amps: int) -> None:
-                try:
-                    await rt.device.set_current(amps)
-                    self.events.emit("shutdown_setpoint", device=rt.name, amps=amps, policy=policy)
-                except AmpgateError as exc:
-                    self.log.warning("shutdown_write_failed", device=rt.name, problem=str(exc))
-
-            try:
-                await asyncio.wait_for(
-                    asyncio.gather(*(one(self.chargers[n], a) for n, a in targets.items())),
-                    timeout,
-                )
-            except TimeoutError:
-                self.log.warning("shutdown_write_timeout", seconds=timeout)
+        if write:
+            await self.writer.write_shutdown(self.chargers, timeout=timeout, only=only)
         for bus in self._buses:
             try:
                 await bus.close()

@@ -8,7 +8,7 @@ still waiting for the bus is cancelled when a newer decision changes its target.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from ampgate.config import SiteConfig
@@ -155,3 +155,39 @@ class SetpointWriter:
             return
         if outcome.read_back is not None:  # not written again until a poll shows otherwise
             rt.phase_to_use = int(outcome.read_back.raw)
+
+    async def write_shutdown(
+        self,
+        chargers: Mapping[str, ChargerRuntime],
+        *,
+        timeout: float,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """Write the shutdown current of policy ``dlm.shutdown`` to every controlled charger
+        (or those in ``only``), all at once, giving up after ``timeout`` seconds.
+
+        ``failsafe`` writes each charger's programmed failsafe current (0 when unknown),
+        ``zero`` writes 0 A, ``keep`` writes nothing. A failed write is logged, never raised.
+        """
+        policy = self.config.dlm.shutdown
+        if policy == "keep":
+            return
+        targets = {
+            rt.name: (rt.failsafe if rt.failsafe is not None else 0) if policy == "failsafe" else 0
+            for rt in chargers.values()
+            if rt.online and not rt.refused and (only is None or rt.name in only)
+        }
+
+        async def one(rt: ChargerRuntime, amps: int) -> None:
+            try:
+                await rt.device.set_current(amps)
+                self.events.emit("shutdown_setpoint", device=rt.name, amps=amps, policy=policy)
+            except AmpgateError as exc:
+                self.log.warning("shutdown_write_failed", device=rt.name, problem=str(exc))
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(one(chargers[n], a) for n, a in targets.items())), timeout
+            )
+        except TimeoutError:
+            self.log.warning("shutdown_write_timeout", seconds=timeout)
