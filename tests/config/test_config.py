@@ -186,7 +186,7 @@ failsafe_policy = "fixed"
 
 def test_unknown_keys_are_named_with_the_allowed_keys():
     problems = problems_of(BASE + "colour = 'red'\n\n[dlmm]\ncycle_seconds = 1\n")
-    sections = "buses, chargers, dlm, groups, log, meters, metrics, site"
+    sections = "buses, chargers, dlm, ems, groups, log, meters, metrics, site"
     assert f"dlmm: unknown section; allowed sections: {sections}" in problems
     assert any(
         p.startswith("chargers.c1.colour: unknown key; allowed keys: model, bus, unit_id")

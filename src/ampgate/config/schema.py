@@ -6,7 +6,8 @@ A site file has these sections (see ``examples/*.toml`` for annotated files)::
     [buses.NAME]  kind = "serial" (port, baudrate, parity, stopbits, timeout, retries, gap)
                   kind = "tcp"    (host, port, timeout, retries, framing)
     [groups.NAME] limit = [L1, L2, L3] (fuse, A), operator_limit, parent, headroom, fallback_load,
-                  power_cap_kw, nominal_voltage, max_imbalance
+                  power_cap_kw, nominal_voltage, max_imbalance, external_limits,
+                  on_limit_expiry, peak_kw, peak_window
     [meters.NAME] model, bus, unit_id, location ("including" | "excluding"), group (metered group)
     [chargers.NAME] model, bus, unit_id, group, rotation, phases, priority, min/max current,
                   failsafe_current, phase_switching
@@ -17,6 +18,7 @@ A site file has these sections (see ``examples/*.toml`` for annotated files)::
                   under-draw, margins, rotation periods): every field of DlmConfig below
     [metrics]     listen
     [log]         format, level
+    [ems]         listen, unit_id (the Modbus TCP server for energy managers; absent = off)
 
 The models check one value or one table at a time; what spans sections (references, unique
 addresses, the fuse tree, the failsafe plan) is checked by :mod:`ampgate.config.validate`.
@@ -109,6 +111,17 @@ class GroupConfig(_Section):
     max_imbalance: float | None = Field(default=None, ge=0, le=1000)
     """Optional largest difference between the phases' EV + building load (A), e.g. a grid
     operator's unbalanced-load rule; only 1- and 2-phase chargers are lowered for it."""
+    external_limits: list[Literal["http", "mqtt", "ems"]] = []
+    """Who may lower this fuse's limit for a while (an energy manager, a grid operator's
+    dimming): the HTTP API, MQTT, the EMS Modbus server. None by default."""
+    on_limit_expiry: Literal["fuse"] | float = "fuse"
+    """When an external limit is not refreshed in time: back to the site file's limits
+    (``"fuse"``), or hold this many amperes per phase until the source sets a new limit."""
+    peak_kw: float | None = Field(default=None, gt=0, le=10000)
+    """Capacity tariff: keep the 15-minute average import through this fuse under this (kW);
+    the group needs a meter."""
+    peak_window: Literal["aligned", "rolling"] = "aligned"
+    """``aligned``: the tariff's quarters (:00, :15, :30, :45); ``rolling``: any 15 minutes."""
 
     _norm = field_validator("limit", "operator_limit", "headroom", "fallback_load", mode="before")(
         classmethod(lambda cls, v: _per_phase(v))
@@ -269,6 +282,26 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class EmsConfig(_Section):
+    """The Modbus TCP server for energy managers (``docs/integration.md`` has its map)."""
+
+    listen: str = "127.0.0.1:1502"
+    unit_id: int = Field(default=1, ge=1, le=247)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT; allowed e.g. '127.0.0.1:1502'")
+        return value
+
+    def host_port(self) -> tuple[str, int]:
+        """Return ``(host, port)`` of ``listen``."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class SiteInfo(_Section):
     """Site metadata."""
 
@@ -286,6 +319,8 @@ class SiteConfig(_Section):
     dlm: DlmConfig = DlmConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    ems: EmsConfig | None = None
+    """The EMS Modbus server; absent = off."""
     source: str = ""
     """Path of the file this was read from."""
 

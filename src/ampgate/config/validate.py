@@ -27,6 +27,7 @@ from ampgate.config.schema import (
     WATCHDOG_MIN_CYCLES,
     ChargerConfig,
     DlmConfig,
+    EmsConfig,
     GroupConfig,
     LogConfig,
     MeterConfig,
@@ -36,6 +37,7 @@ from ampgate.config.schema import (
     SiteInfo,
     TcpBusConfig,
 )
+from ampgate.config.control_rules import control_input_problems
 from ampgate.config.to_engine import failsafe_problems
 from ampgate.errors import ConfigError
 
@@ -45,6 +47,8 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "metrics": MetricsConfig,
     "log": LogConfig,
 }
+_OPTIONAL_SECTION_MODELS: dict[str, type[BaseModel]] = {"ems": EmsConfig}
+"""Sections that switch a feature on by being present (absent = off, not defaults)."""
 _NAMED_MODELS: dict[str, type[BaseModel]] = {
     "groups": GroupConfig,
     "meters": MeterConfig,
@@ -136,7 +140,8 @@ class _Checker:
         """True when some entry only validated after dropping its bad keys."""
 
     def run(self) -> None:
-        known = set(_SECTION_MODELS) | set(_NAMED_MODELS) | {"buses"}
+        known = set(_SECTION_MODELS) | set(_OPTIONAL_SECTION_MODELS) | set(_NAMED_MODELS)
+        known.add("buses")
         for key in self.raw:
             if key not in known:
                 self.problems.append(
@@ -147,6 +152,9 @@ class _Checker:
                 self.problems.append(f"{key}: required section is missing or empty")
         for key, model in _SECTION_MODELS.items():
             self._validate_one(key, model, self.raw.get(key, {}))
+        for key, model in _OPTIONAL_SECTION_MODELS.items():
+            if key in self.raw:
+                self._validate_one(key, model, self.raw[key])
         self._validate_named("buses", None)
         for key, model in _NAMED_MODELS.items():
             self._validate_named(key, model)
@@ -154,6 +162,7 @@ class _Checker:
         self._check_unique_addresses()
         self._check_groups()
         self._check_watchdog()
+        self.problems.extend(control_input_problems(self.valid))
         if self._tree_sound():
             self._check_failsafe()
 
@@ -201,9 +210,9 @@ class _Checker:
             if not name.replace("-", "").replace("_", "").isalnum():
                 self.problems.append(f"{path}: name {name!r} is not allowed; use {_NAME_PATTERN}")
             entry_model = model
-            if section == "buses":
+            if entry_model is None:  # buses: the model follows the entry's kind
                 kind = value.get("kind") if isinstance(value, Mapping) else None
-                entry_model = _BUS_MODELS.get(kind)  # type: ignore[arg-type]
+                entry_model = _BUS_MODELS.get(kind) if isinstance(kind, str) else None
                 if entry_model is None:
                     self.problems.append(
                         f"{path}.kind: {kind!r} is not a bus kind; allowed: 'serial', 'tcp'"
@@ -211,7 +220,7 @@ class _Checker:
                     continue
             if section in ("meters", "chargers") and isinstance(value, Mapping):
                 self._check_model(path, section, value.get("model", "teltocharge-evc2"))
-            obj = self._validate_one(path, entry_model, value)  # type: ignore[arg-type]
+            obj = self._validate_one(path, entry_model, value)
             if obj is not None:
                 out[name] = obj
         self.valid[section] = out
@@ -219,18 +228,19 @@ class _Checker:
     def _check_model(self, path: str, section: str, model: object) -> None:
         want = "meter" if section == "meters" else "charger"
         fitting = sorted(m for m, k in self.catalogue.items() if k == want)
-        if model not in self.catalogue:
+        kind = self.catalogue.get(model) if isinstance(model, str) else None
+        if kind is None:
             self.problems.append(
                 f"{path}.model: {model!r} is not a known model; allowed: {', '.join(fitting)}"
             )
-        elif self.catalogue[model].startswith("broken: "):  # type: ignore[index]
+        elif kind.startswith("broken: "):
             self.problems.append(
                 f"{path}.model: the register map of {model!r} cannot be loaded "
-                f"({self.catalogue[model].removeprefix('broken: ')})"  # type: ignore[index]
+                f"({kind.removeprefix('broken: ')})"
             )
-        elif self.catalogue[model] != want:  # type: ignore[index]
+        elif kind != want:
             self.problems.append(
-                f"{path}.model: {model!r} is a {self.catalogue[model]} map, not a {want}; "  # type: ignore[index]
+                f"{path}.model: {model!r} is a {kind} map, not a {want}; "
                 f"allowed: {', '.join(fitting)}"
             )
 

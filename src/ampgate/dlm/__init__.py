@@ -28,12 +28,14 @@ from ampgate.dlm.model import (
     Site,
     VehicleState,
 )
+from ampgate.dlm.peak import QUARTER_S, PeakBudget
 from ampgate.dlm.topology import check_site
 
 __all__ = [
     "MAX_CHARGING_CURRENT",
     "MIN_CHARGING_CURRENT",
     "PHASE_NAMES",
+    "QUARTER_S",
     "Allocation",
     "ChargerMemory",
     "ChargerReading",
@@ -46,6 +48,7 @@ __all__ = [
     "MeterMemory",
     "MeterReading",
     "MeterSpec",
+    "PeakBudget",
     "PhaseAccount",
     "Rotation",
     "Setpoint",

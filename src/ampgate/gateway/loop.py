@@ -39,16 +39,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from ampgate.config import SerialBusConfig, SiteConfig
 from ampgate.config.to_engine import build_site
-from ampgate.dlm import (
-    Allocation,
-    EngineState,
-    allocate,
-)
+from ampgate.dlm import Allocation, EngineState, allocate, plan_failsafe
 from ampgate.errors import AmpgateError
+from ampgate.gateway.control import ControlInputs
 from ampgate.gateway.counters import record_counters
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
@@ -58,6 +56,7 @@ from ampgate.gateway.programming import DeviceProgramming
 from ampgate.gateway.publish import LoopCounters, build_snapshot
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.gateway.writes import SetpointWriter
+from ampgate.interfaces.control import ControlChannel
 from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import get_logger
 
@@ -85,10 +84,14 @@ class Gateway:
         *,
         store: SnapshotStore | None = None,
         events: EventLog | None = None,
+        control: ControlChannel | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """Prepare the gateway for ``config``; nothing is opened until :meth:`start`."""
+        """Prepare the gateway for ``config``; nothing is opened until :meth:`start`.
+
+        ``control`` brings external limits from the servers (none when not given).
+        """
         self.config = config
         self.site = build_site(config)
         self.store = store if store is not None else SnapshotStore()
@@ -124,6 +127,7 @@ class Gateway:
         self.writer = SetpointWriter(
             config, self.events, self.health, self.programming, self.log, clock
         )
+        self.control = ControlInputs(config, self.site, self.events, control, wall_clock)
 
     # ------------------------------------------------------------------ start-up
 
@@ -186,7 +190,12 @@ class Gateway:
             self.chargers, self.meters, self.config, self.started_at, now
         ):
             observed = measurements(self.chargers, self.meters, self.config, now)
-            allocation = allocate(self.site, observed, self.state, now)
+            site = self.control.site_for_cycle(now, self.wall_clock())
+            allocation = allocate(site, observed, self.state, now)
+            if site is not self.site:  # the failsafe plan is made from the fuses alone
+                allocation = replace(
+                    allocation, failsafe=plan_failsafe(self.site, allocation.state)
+                )
             self.state = allocation.state
             self.allocation = allocation
             await self.writer.write_all(self.chargers, allocation, now)
@@ -195,6 +204,7 @@ class Gateway:
         self.health.meter_freshness(
             self.meters, self.config.dlm.meter_stale_seconds, self.started_at, self.allocation, now
         )
+        self.control.record_import(self.meters, allocation, self.wall_clock())
         self.counters.last_cycle_seconds = self.clock() - began
         self._publish()
         return allocation
@@ -307,6 +317,7 @@ class Gateway:
                 self.allocation,
                 self.counters,
                 self.events.recent,
+                self.control.status(self.wall_clock()),
             )
         )
 

@@ -19,6 +19,7 @@ from ampgate.interfaces.snapshot import (
     DlmSnapshot,
     EnumState,
     Event,
+    GroupControlSnapshot,
     GroupSnapshot,
     LoopHealth,
     MeterReadings,
@@ -157,7 +158,10 @@ def _device(rt: ChargerRuntime | MeterRuntime, kind: DeviceKind) -> DeviceSnapsh
 
 
 def _groups(
-    allocation: Allocation | None, meters: Mapping[str, MeterRuntime], counters: LoopCounters
+    allocation: Allocation | None,
+    meters: Mapping[str, MeterRuntime],
+    counters: LoopCounters,
+    control: Mapping[str, GroupControlSnapshot],
 ) -> tuple[GroupSnapshot, ...]:
     if allocation is None:
         return ()
@@ -179,7 +183,9 @@ def _groups(
             )
         )
     return tuple(
-        GroupSnapshot(name=g, phases=tuple(p), meter_stale=g in stale_groups)
+        GroupSnapshot(
+            name=g, phases=tuple(p), meter_stale=g in stale_groups, control=control.get(g)
+        )
         for g, p in by_group.items()
     )
 
@@ -191,6 +197,7 @@ def build_snapshot(
     allocation: Allocation | None,
     counters: LoopCounters,
     recent_events: Iterable[Event] = (),
+    control: Mapping[str, GroupControlSnapshot] | None = None,
 ) -> DaemonSnapshot:
     """Return the frozen snapshot of a site after a cycle (or after start-up)."""
     devices = [_device(rt, "meter") for rt in meters.values()]
@@ -199,7 +206,7 @@ def build_snapshot(
     return DaemonSnapshot(
         devices=tuple(devices),
         dlm=DlmSnapshot(
-            groups=_groups(allocation, meters, counters),
+            groups=_groups(allocation, meters, counters, control or {}),
             reason_counts=dict(counters.reason_counts),
             cycles_total=counters.cycles,
             last_cycle_duration_seconds=counters.last_cycle_seconds,

@@ -279,6 +279,39 @@ class PhaseAllocation:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalLimitSnapshot:
+    """One source's live external limit on a group (amperes per phase or total kW)."""
+
+    source: str
+    """``http``, ``mqtt`` or ``ems``."""
+    amperes: tuple[float, float, float] | None = None
+    kw: float | None = None
+    valid_for_seconds: float = 0.0
+    expires_unix: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupControlSnapshot:
+    """What limits a group this cycle beyond its fuse: operator, external limits, peak budget."""
+
+    effective_limit_amperes: tuple[float, float, float]
+    """The lowest of fuse, operator limit, live external limits and the expiry fallback."""
+    power_cap_kw: float | None = None
+    """The lowest of ``power_cap_kw``, live external kW limits and the peak budget's power."""
+    external_limits: tuple[ExternalLimitSnapshot, ...] = ()
+    expiry_fallback: bool = False
+    """A source's limit expired: the group holds ``on_limit_expiry`` until it sets a new one."""
+    peak_kw: float | None = None
+    """The quarter-hour peak the budget keeps (None: no budget)."""
+    quarter_average_kw: float | None = None
+    """The current quarter's average import so far (aligned: energy so far over 15 min)."""
+    month_peak_kw: float | None = None
+    """The highest quarter average of this month since ampgate started."""
+    peak_allowed_kw: float | None = None
+    """The power the budget allows from now to the end of the quarter."""
+
+
+@dataclass(frozen=True, slots=True)
 class GroupSnapshot:
     """A fuse group in the latest DLM cycle."""
 
@@ -286,6 +319,8 @@ class GroupSnapshot:
     phases: tuple[PhaseAllocation, ...] = ()
     meter_stale: bool = False
     """True when this group's meter is stale and the fallback load is used."""
+    control: GroupControlSnapshot | None = None
+    """Limits beyond the fuse (None before the first cycle)."""
 
 
 @dataclass(frozen=True, slots=True)
