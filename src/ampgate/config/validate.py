@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ampgate.config.control_rules import control_input_problems
 from ampgate.config.schema import (
     MIN_CHARGING_CURRENT,
     PHASES,
@@ -37,7 +38,6 @@ from ampgate.config.schema import (
     SiteInfo,
     TcpBusConfig,
 )
-from ampgate.config.control_rules import control_input_problems
 from ampgate.config.to_engine import failsafe_problems
 from ampgate.errors import ConfigError
 
