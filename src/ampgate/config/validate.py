@@ -399,6 +399,7 @@ class _Checker:
             metrics=self.valid.get("metrics", MetricsConfig()),
             log=self.valid.get("log", LogConfig()),
             source=self.raw.get("__source__", ""),
+            **{k: self.valid[k] for k in _OPTIONAL_SECTION_MODELS if k in self.valid},
         )
 
 

@@ -22,6 +22,8 @@ from ampgate.daemon import systemd
 from ampgate.errors import ConfigError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.loop import Gateway
+from ampgate.interfaces.control import ControlChannel
+from ampgate.interfaces.ems import EmsServer
 from ampgate.interfaces.http import MetricsHttpServer
 from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
@@ -46,7 +48,10 @@ class Daemon:
         self.path = Path(path) if path is not None else None
         self.store = store if store is not None else SnapshotStore()
         self.events = EventLog(on_event=self.store.publish_event)
-        self.gateway = Gateway(config, store=self.store, events=self.events)
+        self.control = ControlChannel()
+        """External limits from the servers to whichever gateway runs (kept over reloads)."""
+        self.gateway = Gateway(config, store=self.store, events=self.events, control=self.control)
+        self.ems: EmsServer | None = None
         self.metrics_wanted = serve_metrics
         self.serve_metrics = serve_metrics and config.metrics.enabled
         self.ready = False
@@ -100,6 +105,31 @@ class Daemon:
         """The port the metrics server listens on (None when not serving)."""
         return self.http.address[1] if self.http is not None else None
 
+    async def _move_ems(self, new: SiteConfig) -> None:
+        """Serve the EMS map of the reloaded site (its groups may have changed); when the new
+        ``[ems] listen`` cannot be bound, serve it on the old address (a reload never takes
+        the server away)."""
+        old = self.ems
+        if old is not None:
+            await old.stop()
+        self.ems = None
+        if new.ems is None:
+            return
+        addresses = [new.ems.host_port()]
+        if old is not None and (old.host, old.port) != addresses[0]:
+            addresses.append((old.host, old.port))
+        for host, port in addresses:
+            server = EmsServer(new, self.store, self.control)
+            server.host, server.port = host, port
+            try:
+                await server.start()
+            except ConfigError as exc:
+                self.log.error("ems_listen_failed", listen=f"{host}:{port}", problem=str(exc))
+                continue
+            self.ems = server
+            self.log.info("ems_listening", host=server.host, port=server.port)
+            return
+
     async def _reload(self) -> None:
         if self.path is None:
             return
@@ -122,7 +152,8 @@ class Daemon:
             configure_logging(new.log.format, new.log.level)
         if new.metrics != old.metrics:
             self._move_metrics(old)
-        self.gateway = Gateway(new, store=self.store, events=self.events)
+        await self._move_ems(new)
+        self.gateway = Gateway(new, store=self.store, events=self.events, control=self.control)
         self.gateway.state = old_state  # keep what the engine knew about chargers that stay
         await self.gateway.start()
         self.log.info("config_reloaded", file=str(self.path), chargers=len(new.chargers))
@@ -144,6 +175,10 @@ class Daemon:
                 pass
         self._start_metrics()
         try:
+            if self.config.ems is not None:
+                self.ems = EmsServer(self.config, self.store, self.control)
+                await self.ems.start()
+                self.log.info("ems_listening", host=self.ems.host, port=self.ems.port)
             await self.gateway.start()
             self.log.info("daemon_started", site=self.config.site.name)
             while True:
@@ -159,6 +194,8 @@ class Daemon:
             await self.gateway.shutdown(timeout=SHUTDOWN_WRITE_SECONDS)
             if self.http is not None:
                 self.http.stop()
+            if self.ems is not None:
+                await self.ems.stop()
             for sig in installed:
                 loop.remove_signal_handler(sig)
         self.log.info("daemon_stopped")

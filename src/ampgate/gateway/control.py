@@ -82,7 +82,11 @@ class ControlInputs:
     # -- requests and expiry ---------------------------------------------------------------
 
     def apply(self, request: LimitRequest, now: float) -> None:
-        """Set or clear one source's limit (validated by the server that received it)."""
+        """Set or clear one source's limit (validated by the server that received it; one
+        queued before a reload for a group or source the site no longer has is dropped)."""
+        group = self.config.groups.get(request.group)
+        if group is None or request.source not in group.external_limits:
+            return
         live = self.limits[request.group]
         self.expired[request.group].discard(request.source)
         if request.clear:
@@ -92,9 +96,15 @@ class ControlInputs:
                 )
             return
         unit, value = ("kW", request.kw) if request.kw is not None else ("A", request.amps)
+        before = live.get(request.source)
         live[request.source] = ActiveLimit(
             request, now + request.valid_for, self.wall_clock() + request.valid_for
         )
+        if before is not None and (before.request.amps, before.request.kw) == (
+            request.amps,
+            request.kw,
+        ):
+            return  # a refresh of the same limit: renewed, not a new event
         self.events.emit(
             "external_limit_set",
             group=request.group,
