@@ -72,11 +72,13 @@ def make_reading_maker(rmap: RegisterMap, f: FieldSpec) -> ReadingMaker:
     enum = rmap.enum_of(f)
     bits = rmap.bits_of(f)
     if enum is not None:
+        # keyed by number: a raw value is an int for the integer types enums are defined on
+        labels: dict[float, str] = dict(enum.items())
 
         def enum_reading(raw: int | float) -> Reading:
             if raw in missing:
                 return new_reading(name, raw, None, unit, True)
-            label = enum.get(raw)  # type: ignore[arg-type]
+            label = labels.get(raw)
             if label is None:
                 return new_reading(name, raw, f"unknown ({raw})", unit, False, True)
             return new_reading(name, raw, label, unit)
@@ -118,8 +120,8 @@ def make_reading_maker(rmap: RegisterMap, f: FieldSpec) -> ReadingMaker:
     if not missing and not is_float:  # the common case gets a branch-free maker
         if mode == 0:
             return lambda raw: new_reading(name, raw, raw, unit)
-        if mode == 1:
-            return lambda raw: new_reading(name, raw, raw / divisor, unit)  # type: ignore[operator]
+        if divisor is not None:  # mode 1
+            return lambda raw: new_reading(name, raw, raw / divisor, unit)
         return lambda raw: new_reading(name, raw, raw * scale, unit)
 
     def number_reading(raw: int | float) -> Reading:
@@ -127,26 +129,33 @@ def make_reading_maker(rmap: RegisterMap, f: FieldSpec) -> ReadingMaker:
             return new_reading(name, raw, None, unit, True)
         if mode == 0:
             return new_reading(name, raw, raw, unit)
-        if mode == 1:
-            return new_reading(name, raw, raw / divisor, unit)  # type: ignore[operator]
+        if divisor is not None:  # mode 1
+            return new_reading(name, raw, raw / divisor, unit)
         return new_reading(name, raw, raw * scale, unit)
 
     return number_reading
 
 
 @dataclass(frozen=True, slots=True)
+class ByteOrderPart:
+    """The fields of a request decoded in one byte order: the words packed in that order, one
+    unpacker for all of them, and their reading makers and names (in address order)."""
+
+    pack: struct.Struct
+    unpack: struct.Struct
+    makers: tuple[ReadingMaker, ...]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledRequest:
-    """A `ReadRequest` ready to decode: packers, one unpacker per byte order, reading makers."""
+    """A `ReadRequest` ready to decode: one part per byte order it uses, reading makers."""
 
     count: int
-    pack_be: struct.Struct | None
-    unpack_be: struct.Struct | None
-    makers_be: tuple[ReadingMaker, ...]
-    names_be: tuple[str, ...]
-    pack_le: struct.Struct | None
-    unpack_le: struct.Struct | None
-    makers_le: tuple[ReadingMaker, ...]
-    names_le: tuple[str, ...]
+    first: ByteOrderPart
+    """The big-endian fields, or the little-endian ones when every multi-word field is CDAB."""
+    second: ByteOrderPart | None
+    """The little-endian (CDAB) fields when the request mixes both word orders, else None."""
     order: tuple[str, ...] | None
     """Field names in address order when both byte orders are used (else already in order)."""
 
@@ -189,18 +198,24 @@ def _compile(rmap: RegisterMap, count: int, placed: list[tuple[int, FieldSpec]])
         le = [p for p in placed if p[1].words > 1 and p[1].word_order == "CDAB"]
     else:
         be, le = placed, []
-    words = struct.Struct(f">{count}H"), struct.Struct(f"<{count}H")
+    big = _part(rmap, count, be, ">")
+    little = _part(rmap, count, le, "<")
     return CompiledRequest(
         count=count,
-        pack_be=words[0] if be else None,
-        unpack_be=_struct_for(be, ">") if be else None,
-        makers_be=tuple(make_reading_maker(rmap, f) for _, f in be),
-        names_be=tuple(f.name for _, f in be),
-        pack_le=words[1] if le else None,
-        unpack_le=_struct_for(le, "<") if le else None,
-        makers_le=tuple(make_reading_maker(rmap, f) for _, f in le),
-        names_le=tuple(f.name for _, f in le),
+        first=little if not be else big,
+        second=little if be and le else None,
         order=tuple(f.name for _, f in placed) if be and le else None,
+    )
+
+
+def _part(
+    rmap: RegisterMap, count: int, fields: list[tuple[int, FieldSpec]], endian: str
+) -> ByteOrderPart:
+    return ByteOrderPart(
+        pack=struct.Struct(f"{endian}{count}H"),
+        unpack=_struct_for(fields, endian),
+        makers=tuple(make_reading_maker(rmap, f) for _, f in fields),
+        names=tuple(f.name for _, f in fields),
     )
 
 
@@ -238,15 +253,14 @@ def decode_request(
         raise _bad_words(words, c.count, f"{rmap.id} request at {request.address}")
     try:
         # dict/zip/map/call all run in C: the only Python frames are the reading makers
-        if c.unpack_le is None:
-            raws = c.unpack_be.unpack_from(c.pack_be.pack(*words))  # type: ignore[union-attr]
-            return dict(zip(c.names_be, map(call, c.makers_be, raws), strict=True))
-        raws = c.unpack_le.unpack_from(c.pack_le.pack(*words))  # type: ignore[union-attr]
-        out = dict(zip(c.names_le, map(call, c.makers_le, raws), strict=True))
-        if c.unpack_be is None:
+        part = c.first
+        raws = part.unpack.unpack_from(part.pack.pack(*words))
+        out = dict(zip(part.names, map(call, part.makers, raws), strict=True))
+        part2 = c.second
+        if part2 is None:
             return out
-        raws = c.unpack_be.unpack_from(c.pack_be.pack(*words))  # type: ignore[union-attr]
-        out.update(zip(c.names_be, map(call, c.makers_be, raws), strict=True))
+        raws = part2.unpack.unpack_from(part2.pack.pack(*words))
+        out.update(zip(part2.names, map(call, part2.makers, raws), strict=True))
     except struct.error:
         raise _bad_words(words, c.count, f"{rmap.id} request at {request.address}") from None
     if c.order is not None:
@@ -269,10 +283,8 @@ def decode_field(
     if len(words) != c.count:
         raise _bad_words(words, c.count, f"{rmap.id}/{f.name}")
     try:
-        if c.unpack_be is not None:
-            raw = c.unpack_be.unpack(c.pack_be.pack(*words))[0]  # type: ignore[union-attr]
-            return c.makers_be[0](raw)
-        raw = c.unpack_le.unpack(c.pack_le.pack(*words))[0]  # type: ignore[union-attr]
-        return c.makers_le[0](raw)
+        part = c.first  # one field: one byte order
+        raw = part.unpack.unpack(part.pack.pack(*words))[0]
+        return part.makers[0](raw)
     except struct.error:
         raise _bad_words(words, c.count, f"{rmap.id}/{f.name}") from None

@@ -21,6 +21,7 @@ from ampgate.dlm.model import (
     PhaseTriple,
     Site,
     VehicleState,
+    on_phases,
 )
 from ampgate.dlm.observe import ChargerView, observe_charger, ramp_step_of, terminals_for
 from ampgate.dlm.topology import SiteIndex, phase_label, site_index
@@ -339,8 +340,7 @@ class Cycle:
         if amps != v.previous or switched:
             terminals = (0,) if v.mode == 1 else v.terminals
             phases = self.index.site_phases(v.id, terminals)
-            target: PhaseTriple = tuple(float(amps) if p in phases else 0.0 for p in range(3))  # type: ignore[assignment]
-            targets = (*targets, (now, target))
+            targets = (*targets, (now, on_phases(float(amps), phases)))
         v.recent_targets = targets
         return v.memory(amps)
 

@@ -1,7 +1,7 @@
-"""The failsafe plan: what each charger may draw when the gateway is gone (reg 20).
+"""The failsafe plan: what each charger may draw when the gateway is gone (its failsafe current).
 
 When the gateway dies, every charger falls back to its failsafe current after its watchdog
-timeout (reg 19). Nobody measures anything then, so the plan must hold with the building at its
+timeout. Nobody measures anything then, so the plan must hold with the building at its
 fallback load: on every phase of every group, Σ failsafe currents of the chargers wired to that
 phase + fallback load ≤ limit (the operator limit if lower than the fuse). Headroom is not
 subtracted: it is a margin for measured regulation, and the reference states the rule without it.

@@ -176,17 +176,12 @@ def group_loads(
             continue
         reading = meter_readings.get(meter.id)
         held = state.meters.get(meter.id)
-        fresh = (
-            reading is not None
-            and all(c is not None for c in reading.currents)
-            and now - reading.timestamp <= s.meter_stale_after_s
-        )
-        if not fresh or reading is None:
+        m = None if reading is None else _every_phase(reading.currents)
+        if reading is None or m is None or not now - reading.timestamp <= s.meter_stale_after_s:
             loads[group.id] = _held_or_fallback(group.fallback_load, held, now, s.meter_hold_s)
             if held is not None:
                 memory[meter.id] = held
             continue
-        m = (float(reading.currents[0]), float(reading.currents[1]), float(reading.currents[2]))  # type: ignore[arg-type]
         least = [0.0, 0.0, 0.0]
         most = [0.0, 0.0, 0.0]
         latest = [0.0, 0.0, 0.0]
@@ -260,6 +255,14 @@ def group_loads(
         uncertainty = (top[0] - bottom[0], top[1] - bottom[1], top[2] - bottom[2])
         loads[group.id] = GroupLoad(non_ev, "meter", measured, uncertainty, most_of)
     return loads, memory, notices
+
+
+def _every_phase(currents: tuple[float | None, float | None, float | None]) -> PhaseTriple | None:
+    """The three currents as floats, or None when a phase is missing."""
+    l1, l2, l3 = currents
+    if l1 is None or l2 is None or l3 is None:
+        return None
+    return (float(l1), float(l2), float(l3))
 
 
 def _held_or_fallback(

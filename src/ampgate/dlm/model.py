@@ -6,8 +6,8 @@ cycles, and the allocation it returns. The engine (:func:`ampgate.dlm.allocate`)
 function of these values and ``now``; nothing here does I/O or reads a clock.
 
 Phases: the site's phases are numbered 0, 1, 2 (L1, L2, L3 of the main connection). A charger's
-own terminals are also numbered 0, 1, 2 (the charger's "L1".."L3", what reg 3–5 report); its
-:class:`Rotation` says which site phase each terminal sits on.
+own terminals are also numbered 0, 1, 2 (the charger's "L1".."L3", as it reports its
+currents); its :class:`Rotation` says which site phase each terminal sits on.
 
 Vocabulary (Bender DLM names in brackets):
 
@@ -25,7 +25,7 @@ memory, allocation) with each field's meaning, in one place an integrator reads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from functools import lru_cache
@@ -34,11 +34,21 @@ from typing import Literal
 PhaseTriple = tuple[float, float, float]
 """One number per site phase (L1, L2, L3), in amps."""
 
+
+def on_phases(amps: float, phases: Collection[int]) -> PhaseTriple:
+    """``amps`` on each site phase in ``phases``, 0 on the others."""
+    return (
+        amps if 0 in phases else 0.0,
+        amps if 1 in phases else 0.0,
+        amps if 2 in phases else 0.0,
+    )
+
+
 PHASE_NAMES = ("L1", "L2", "L3")
 MIN_CHARGING_CURRENT = 6
-"""IEC 61851 / EVC2 minimum: a setpoint is 0 or at least this many amps (1–5 A are invalid)."""
+"""IEC 61851 minimum: a setpoint is 0 or at least this many amps (1–5 A are invalid)."""
 MAX_CHARGING_CURRENT = 32
-"""EVC2 maximum setpoint (reg 15 range 0, 6–32)."""
+"""Largest setpoint the engine gives (a setpoint is 0 or 6–32 A)."""
 CAR_REACTION_S = 5.0
 """Longest time a car takes to follow a changed pilot limit (IEC 61851-1: 5 s)."""
 WRITE_S = 1.0
@@ -79,8 +89,8 @@ class MeterLocation(StrEnum):
 
 
 class VehicleState(Enum):
-    """What the engine needs to know about the car at a charger (a device derives it from its
-    own registers: :func:`ampgate.devices.evc2.vehicle_state_from`)."""
+    """What the engine needs to know about the car at a charger (the caller derives it from
+    what the charger reports)."""
 
     NOT_CONNECTED = "not_connected"
     CONNECTED = "connected"  # connected and authorised, not drawing (waiting / paused by us)
@@ -149,7 +159,8 @@ class MeterSpec:
 
 @dataclass(frozen=True, slots=True)
 class ChargerSpec:
-    """A charge point as configured by the installer (reg 10–12 and 29 refine it at run time)."""
+    """A charge point as configured by the installer (what the charger reports at run time —
+    its current limit, whether it can switch phases — refines it: :class:`ChargerReading`)."""
 
     id: str
     group: str
@@ -160,11 +171,12 @@ class ChargerSpec:
     """Below this the car is paused, not throttled (Bender "Minimum Current Limit")."""
     max_current: int = MAX_CHARGING_CURRENT
     phase_change_possible: bool = False
-    """The charger may be switched between 3-phase and 1-phase (reg 11)."""
+    """The charger may be switched between 3-phase and 1-phase (unless it reports otherwise)."""
     priority: int = 0
     """Higher is served first; equal priorities share fairly."""
     failsafe_current: int = MIN_CHARGING_CURRENT
-    """Current the charger falls back to on a watchdog timeout (reg 20), before planning."""
+    """Current the charger falls back to when the gateway's watchdog times out, before
+    planning."""
 
     def site_phases(self, charger_phases: tuple[int, ...] | frozenset[int]) -> tuple[int, ...]:
         """Map charger terminals to site phases through this charger's rotation, sorted."""
@@ -210,18 +222,19 @@ class EngineSettings:
     phase_use_threshold_a: float = 1.0
     """A charging car drawing at least this on a phase uses that phase."""
     meter_lag_allowance_s: float = 1.0
-    """How far a meter's reading may lag the chargers' own measurements (averaging, register
-    refresh), s. With a meter *including* the chargers, each charger's draw is taken over
-    [reading time − this, reading time], so a lagging meter never turns a car's change into
-    phantom building load or phantom capacity (see :mod:`ampgate.dlm.loads`)."""
+    """How far a meter's reading may lag the chargers' own measurements (averaging, the
+    refresh of its values), s. With a meter *including* the chargers, each charger's draw is
+    taken over [reading time − this, reading time], so a lagging meter never turns a car's
+    change into phantom building load or phantom capacity (see :mod:`ampgate.dlm.loads`)."""
     reading_skew_s: float = 0.1
     """A charger reading taken this close to the meter reading counts as simultaneous."""
     estimate_tolerance_a: float = 0.5
     """Readings of one charger within this many amps of each other are the same draw, and a
     building-load estimate whose uncertainty on a phase is at most this counts as measured."""
     phase_switch_timeout_s: float = 30.0
-    """A commanded phase switch not confirmed (reg 13 and the currents) within this long is
-    not followed: the charger is reported and treated as not switchable for a while."""
+    """A commanded phase switch not confirmed (the phases the charger reports and its
+    currents) within this long is not followed: the charger is reported and treated as not
+    switchable for a while."""
     phase_switch_retry_s: float = 1800.0
     """How long a charger that did not follow a phase switch is treated as not switchable."""
     overdraw_margin_a: float = 2.0
@@ -264,19 +277,21 @@ class ChargerReading:
     online: bool
     """False when the gateway could not reach the charger this cycle."""
     currents: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Measured per-terminal currents (reg 3–5), A."""
+    """Measured per-terminal currents, A."""
     vehicle: VehicleState = VehicleState.UNKNOWN
     timestamp: float = 0.0
     """When the charger measured (the caller's clock); 0 or a future time: as of ``now``."""
     last_setpoint: int | None = None
-    """Amps to use (reg 15) as read back from the charger, if known."""
+    """The setpoint as read back from the charger, if known."""
     max_current: int | None = None
-    """Charger-reported cap (min of reg 12 amp limit and reg 29 user max), if known."""
+    """The most the charger itself allows now (e.g. its hardware and its user's limit), if
+    known."""
     phase_change_possible: bool | None = None
-    """Reg 11 as read, overriding the configured value when known."""
+    """Whether the charger reports it can switch phases, overriding the configured value when
+    known."""
     phases_reported: frozenset[int] | None = None
-    """Charger terminals the charger reports it has connected to the car (EVC2 reg 13), or
-    None when unknown. With the measured currents it confirms a commanded phase switch."""
+    """Charger terminals the charger reports it has connected to the car, or None when
+    unknown. With the measured currents it confirms a commanded phase switch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +330,8 @@ class ChargerMemory:
     """(time decided, draw per site phase the car would settle at) of recent setpoint and
     phase changes, oldest first: what the car may still be moving towards."""
     phase_pending_since: float | None = None
-    """A commanded phase switch not yet confirmed by the charger (reg 13, currents)."""
+    """A commanded phase switch not yet confirmed by the charger (its reported phases and
+    currents)."""
     phase_blocked_until: float | None = None
     """The charger did not follow a phase switch: not switchable before this time."""
     overdraw_a: float = 0.0
@@ -379,7 +395,8 @@ class Setpoint:
 
     ``amps`` is 0 or in [max(6, min), max]; for an offline charger it is the current the engine
     assumed it draws (nothing can be written). ``phases`` is the phase mode for a switchable
-    charger (1 means the charger's own L1; reg 14 value 0 for 1, 6 for 3), None otherwise.
+    charger (1 means the charger's own L1; the device maps it to its phase setting), None
+    otherwise.
     """
 
     amps: int
@@ -444,7 +461,7 @@ class Allocation:
     state: EngineState
     accounts: tuple[PhaseAccount, ...]
     failsafe: Mapping[str, int]
-    """Failsafe current to program per charger (reg 20), see :func:`ampgate.dlm.plan_failsafe`."""
+    """Failsafe current to program per charger, see :func:`ampgate.dlm.plan_failsafe`."""
     overloads: tuple[MeasuredOverload, ...] = ()
     """Group phases the meters show over limit − headroom this cycle."""
     notices: tuple[Notice, ...] = ()

@@ -6,10 +6,10 @@ loads, its bounds, its previous setpoint — from what is *measured* (reference 
 - **phases**: a charger is accounted on the phases its mode allows (1-phase mode: its L1; a
   car seen drawing on fewer phases: those) *and* on every terminal it is measured drawing on,
   whatever it was told. A commanded phase switch is a request until the charger confirms it
-  (reg 13, and the currents when the car draws): until then the charger is accounted on the
-  old and the new phases. Not confirmed within ``phase_switch_timeout_s``: notice
-  ``phase_switch_not_followed``, the charger's mode is what it reports, and it is not
-  switched again for ``phase_switch_retry_s``;
+  (the phases it reports, and the currents when the car draws): until then the charger is
+  accounted on the old and the new phases. Not confirmed within
+  ``phase_switch_timeout_s``: notice ``phase_switch_not_followed``, the charger's mode is what
+  it reports, and it is not switched again for ``phase_switch_retry_s``;
 - **over-draw**: a car drawing more than its setpoint + ``overdraw_margin_a`` once it had
   :data:`~ampgate.dlm.loads.CAR_REACTION_S` to follow is budgeted at what it draws (notice
   ``charger_overdraw``); one that keeps drawing more than even that — it does not follow its
@@ -39,6 +39,7 @@ from ampgate.dlm.model import (
     Notice,
     PhaseTriple,
     VehicleState,
+    on_phases,
 )
 from ampgate.dlm.topology import SiteIndex
 
@@ -168,7 +169,7 @@ def confirms(
     reported: frozenset[int] | None,
     drawing: frozenset[int],
 ) -> bool:
-    """True when the charger's report (reg 13) and its currents show phase mode ``mode``."""
+    """True when the charger's reported phases and its currents show phase mode ``mode``."""
     if mode == 1:
         if drawing - {0}:
             return False
@@ -257,8 +258,7 @@ def observe_charger(
         reported = reading.phases_reported
         if found:  # what it was told before the engine started: the car may still draw it
             on = {table[t] for t in (drawing or frozenset(wired))}
-            vector = tuple(float(found) if p in on else 0.0 for p in range(3))
-            recent_targets = ((measured_at, vector),)  # type: ignore[assignment]
+            recent_targets = ((measured_at, on_phases(float(found), on)),)
     if blocked is not None and now >= blocked:
         blocked = None
     if pending is not None and online and switchable and phases in (1, 3):

@@ -1,7 +1,7 @@
 """Is a meter that answers telling the truth? Three checks against the chargers' own readings.
 
 A meter can keep answering with values that are no longer measurements (a hung measurement
-core behind a live Modbus interface, a gateway serving a cached register image). Reference
+core behind a live Modbus interface, a gateway serving cached values). Reference
 dlm.md rule 12: a meter that contradicts the chargers' own measurements is not live. A meter is
 *implausible* — treated as stale: its last believable non-EV load is held, then the fallback
 load is used — while:
@@ -21,7 +21,7 @@ load is used — while:
 It is believed again once a reading passes all three (for 1 and 3, its values moved again). The
 held load is the last estimate from before the meter became suspect (for 1 and 3, from before
 the values stopped moving). Unsure: the margins are not from a vendor document; they are set so
-that a class-1 meter and the EVC2's current measurement (resolution 0.1 A) never trip them on
+that a class-1 meter and a charger's current measurement (resolution 0.1 A) never trip them on
 their own.
 """
 
@@ -123,10 +123,13 @@ def check_meter(
                 )
     else:
         moved = [(at, c, 0.0, 0.0) for c in currents]
-    reason = reasons[0][0] if reasons else None
-    suspect = min(r[1] for r in reasons) if reasons else None
-    if reason is not None and mem.implausible is not None and mem.suspect_since is not None:
-        suspect = min(suspect, mem.suspect_since)  # type: ignore[type-var]
+    reason: str | None = None
+    suspect: float | None = None
+    if reasons:
+        reason = reasons[0][0]
+        suspect = min(r[1] for r in reasons)
+        if mem.implausible is not None and mem.suspect_since is not None:
+            suspect = min(suspect, mem.suspect_since)
     notices: list[Notice] = []
     if reason is not None and mem.implausible is None:
         notices.append(Notice("meter_implausible", meter, {"group": group, "reason": reason}))

@@ -23,6 +23,8 @@ from typing import Any
 
 from ampgate.gateway.loop import Gateway
 from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.sim.device import FaultyDevice, ReadAnswer, WriteAnswer
+from ampgate.sim.evc2 import Evc2Simulator
 from ampgate.sim.plant import Plant, Truth
 from ampgate.sim.pty import virtual_serial_line
 from ampgate.sim.rtu import serve_rtu, transaction_wire_time
@@ -104,10 +106,12 @@ async def _run(
         return time.monotonic() - t0
 
     plant = Plant(scenario, clock)
-    run = LiveRun(score=None)  # type: ignore[arg-type]
+    writes: list[tuple[float, str, int, tuple[int, ...]]] = []
+    truths: list[Truth] = []
     scorer = Scorer(scenario, "daemon", wire_s=_wire_s(scenario, len(plant.chargers)))
-    _spy_writes(plant, run, scorer, clock)
     devices = plant.devices()
+    _spy_writes(plant, devices, writes, scorer, clock)
+    stopped_at, stop_s = float("inf"), 0.0
     ids = scenario.unit_ids()
     servers: list[Any] = []
     buses: dict[str, dict[str, Any]] = {}
@@ -146,22 +150,29 @@ async def _run(
         await gateway.start()
         loop_task = asyncio.create_task(gateway.run(stop, on_cycle))
         try:
-            await _sample(plant, scorer, run, clock, duration, sample_s, keep_truths, during)
+            await _sample(plant, scorer, truths, clock, duration, sample_s, keep_truths, during)
         finally:
             began_stop = time.monotonic()
-            run.stopped_at = clock()
+            stopped_at = clock()
             stop.set()
             await loop_task
             await gateway.shutdown(timeout=3.0)
-            run.stop_s = time.monotonic() - began_stop
-        run.events = dict(gateway.events.counts)
-        run.cycles = gateway.counters.cycles
+            stop_s = time.monotonic() - began_stop
+        events = dict(gateway.events.counts)
+        cycles = gateway.counters.cycles
     finally:
         for server in servers:
             with contextlib.suppress(Exception):
                 await server.stop()
-    run.score = scorer.result(duration)
-    return run
+    return LiveRun(
+        score=scorer.result(duration),
+        writes=writes,
+        events=events,
+        cycles=cycles,
+        stop_s=stop_s,
+        stopped_at=stopped_at,
+        truths=truths,
+    )
 
 
 def _wire_s(scenario: Scenario, chargers: int) -> float:
@@ -174,28 +185,57 @@ def _wire_s(scenario: Scenario, chargers: int) -> float:
     return write * chargers + poll
 
 
-def _spy_writes(plant: Plant, run: LiveRun, scorer: Scorer, clock: Callable[[], float]) -> None:
-    """Count every write a charger receives; time each setpoint that reaches it."""
+def _spy_writes(
+    plant: Plant,
+    devices: Mapping[str, FaultyDevice],
+    writes: list[tuple[float, str, int, tuple[int, ...]]],
+    scorer: Scorer,
+    clock: Callable[[], float],
+) -> None:
+    """Count every write a charger receives; time each setpoint that reaches it.
+
+    The spy sits between each charger's fault injection and its simulator, so it sees exactly
+    the writes that reach the simulator.
+    """
     for name, sim in plant.chargers.items():
-        original = sim.write
+        devices[name].inner = _WriteSpy(name, sim, writes, scorer, clock)
 
-        def spy(address: int, values: Sequence[int], _name=name, _sim=sim, _orig=original):
-            old = int(_sim.image.raw("amps_to_use"))
-            answer = _orig(address, values)
-            now = clock()
-            run.writes.append((now, _name, address, tuple(int(v) for v in values)))
-            if address <= SETPOINT_REGISTER < address + len(values):
-                new = int(values[SETPOINT_REGISTER - address])
-                scorer.setpoint_written(_name, old, new, now)
-            return answer
 
-        sim.write = spy  # type: ignore[method-assign]
+class _WriteSpy:
+    """A charger simulator that records every write it receives (see :func:`_spy_writes`)."""
+
+    def __init__(
+        self,
+        name: str,
+        sim: Evc2Simulator,
+        writes: list[tuple[float, str, int, tuple[int, ...]]],
+        scorer: Scorer,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name, self.sim, self.writes, self.scorer, self.clock = (
+            name, sim, writes, scorer, clock,
+        )  # fmt: skip
+
+    def read(self, function: int, address: int, count: int) -> ReadAnswer:
+        """The simulator's answer."""
+        return self.sim.read(function, address, count)
+
+    def write(self, address: int, values: Sequence[int]) -> WriteAnswer:
+        """The simulator's answer; the write is recorded and a setpoint timed by the scorer."""
+        old = int(self.sim.image.raw("amps_to_use"))
+        answer = self.sim.write(address, values)
+        now = self.clock()
+        self.writes.append((now, self.name, address, tuple(int(v) for v in values)))
+        if address <= SETPOINT_REGISTER < address + len(values):
+            new = int(values[SETPOINT_REGISTER - address])
+            self.scorer.setpoint_written(self.name, old, new, now)
+        return answer
 
 
 async def _sample(
     plant: Plant,
     scorer: Scorer,
-    run: LiveRun,
+    truths: list[Truth],
     clock: Callable[[], float],
     duration: float,
     sample_s: float,
@@ -210,7 +250,7 @@ async def _sample(
         truth = plant.step(now)
         scorer.sample(truth)
         if keep_truths:
-            run.truths.append(truth)
+            truths.append(truth)
         if during is not None:
             maybe = during(plant, now)
             if maybe is not None:

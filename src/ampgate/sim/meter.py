@@ -132,7 +132,8 @@ class MeterSimulator:
     @property
     def powers(self) -> PhaseCurrents:
         """Signed active power per site phase really flowing at the last step, W."""
-        return tuple(v * i for v, i in zip(self.voltages, self._currents, strict=True))  # type: ignore[return-value]
+        v, i = self.voltages, self._currents
+        return (v[0] * i[0], v[1] * i[1], v[2] * i[2])
 
     def freeze(self, frozen: bool = True) -> None:
         """Keep serving the present register values (``False``: measure again)."""

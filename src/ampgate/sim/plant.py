@@ -17,7 +17,7 @@ from ampgate.dlm.topology import site_index
 from ampgate.sim.device import Clock, Faults, FaultyDevice
 from ampgate.sim.evc2 import ElectricVehicle, Evc2Simulator
 from ampgate.sim.meter import MeterSimulator
-from ampgate.sim.scenario import CarPlan, ChargerPlan, PhaseTriple, Scenario
+from ampgate.sim.scenario import CarPlan, ChargerPlan, MeterFault, PhaseTriple, Scenario
 
 ROTATIONS = {"L1L2L3": (1, 2, 3), "L2L3L1": (2, 3, 1), "L3L1L2": (3, 1, 2)}
 
@@ -178,12 +178,12 @@ class Plant:
             self.chargers[item.charger].unplug()
             self.cars.pop(item.charger, None)
         else:
-            fault = item
+            assert isinstance(item, MeterFault)
             on = action == "fault_on"
-            if fault.kind == "freeze":  # type: ignore[attr-defined]
-                self.meters[fault.meter].freeze(on)  # type: ignore[attr-defined]
+            if item.kind == "freeze":
+                self.meters[item.meter].freeze(on)
             else:
-                self.meter_faults[fault.meter].silent = on  # type: ignore[attr-defined]
+                self.meter_faults[item.meter].silent = on
 
     def truth(self, now: float) -> Truth:
         """Building, fuse currents and cars at ``now`` (advances every simulator to ``now``)."""

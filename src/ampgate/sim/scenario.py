@@ -50,7 +50,7 @@ import copy
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,10 +127,7 @@ class Scenario:
 
     def unit_ids(self) -> dict[str, int]:
         """Unit id of every charger (1, 2, … in file order) and meter (100, 101, …)."""
-        ids = {name: i for i, name in enumerate(self.tables["chargers"], start=1)}
-        for i, name in enumerate(self.tables.get("meters", {})):
-            ids[name] = METER_UNIT_BASE + i
-        return ids
+        return _unit_ids(self.tables)
 
     def site_config(
         self,
@@ -144,7 +141,7 @@ class Scenario:
         ``bus_of`` names the bus of every charger and meter; unit ids are :meth:`unit_ids`.
         ``extra`` adds or replaces top-level tables (``metrics``, ``log``, keys of ``dlm``).
         """
-        return _validate(self, dict(buses), bus_of, extra or {})
+        return _validate(self.tables, self.source or self.name, dict(buses), bus_of, extra or {})
 
     def building_at(self, group: str, now: float) -> PhaseTriple:
         """Non-EV load of ``group`` alone (not its sub-groups) at ``now``."""
@@ -176,14 +173,23 @@ def _triple(value: Any, where: str) -> PhaseTriple:
     raise ConfigError(f"{where}: {value!r} is not allowed; allowed: a number or [L1, L2, L3]")
 
 
+def _unit_ids(tables: Mapping[str, Any]) -> dict[str, int]:
+    ids = {name: i for i, name in enumerate(tables["chargers"], start=1)}
+    for i, name in enumerate(tables.get("meters", {})):
+        ids[name] = METER_UNIT_BASE + i
+    return ids
+
+
 def _validate(
-    scenario: Scenario,
+    site_tables: Mapping[str, Any],
+    label: str,
     buses: Mapping[str, Mapping[str, Any]],
     bus_of: Mapping[str, str],
     extra: Mapping[str, Any],
 ) -> SiteConfig:
-    tables = copy.deepcopy(dict(scenario.tables))
-    ids = scenario.unit_ids()
+    """The site of a scenario's ``site_tables`` with ``buses``; ``label`` names it in problems."""
+    tables = copy.deepcopy(dict(site_tables))
+    ids = _unit_ids(site_tables)
     for section in ("chargers", "meters"):
         for name, entry in tables.get(section, {}).items():
             entry["bus"] = bus_of[name]
@@ -197,11 +203,10 @@ def _validate(
             raw["dlm"] = {**raw.get("dlm", {}), **value}
         else:
             raw[key] = value
-    config, problems = check_config_data(raw, scenario.source or scenario.name)
+    config, problems = check_config_data(raw, label)
     if config is None:
         raise ConfigError(
-            f"{scenario.source or scenario.name}: the scenario's site is not valid: "
-            + "; ".join(problems),
+            f"{label}: the scenario's site is not valid: " + "; ".join(problems),
             problems,
         )
     return config
@@ -251,14 +256,20 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: invalid scenario entry: {exc!r}") from exc
-    draft = Scenario(
-        name=str(head.get("name", Path(source).stem)),
+    name = str(head.get("name", Path(source).stem))
+    steps = {g: tuple(sorted(v)) for g, v in building.items()}
+    _check_references(source, tables, chargers, cars, steps, faults)
+    placeholder = {"sim": {"kind": "tcp", "host": "127.0.0.1", "port": 502}}
+    bus_of = dict.fromkeys(_unit_ids(tables), "sim")
+    config = _validate(tables, source or name, placeholder, bus_of, {})
+    return Scenario(
+        name=name,
         tables=tables,
-        config=None,  # type: ignore[arg-type]
-        site=None,  # type: ignore[arg-type]
+        config=config,
+        site=build_site(config),
         cars=cars,
         chargers=chargers,
-        building={g: tuple(sorted(v)) for g, v in building.items()},
+        building=steps,
         meter_faults=faults,
         duration_s=float(head.get("duration_s", 600)),
         transport=head.get("transport", "tcp"),
@@ -270,21 +281,24 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         source=source,
         meter_models=models,
     )
-    _check_references(draft, source)
-    placeholder = {"sim": {"kind": "tcp", "host": "127.0.0.1", "port": 502}}
-    config = _validate(draft, placeholder, {n: "sim" for n in draft.unit_ids()}, {})
-    return replace(draft, config=config, site=build_site(config))
 
 
-def _check_references(scenario: Scenario, source: str) -> None:
-    chargers = scenario.tables.get("chargers", {})
-    groups = scenario.tables.get("groups", {})
-    meters = scenario.tables.get("meters", {})
-    for name in scenario.chargers:
+def _check_references(
+    source: str,
+    tables: Mapping[str, Any],
+    plans: Mapping[str, ChargerPlan],
+    cars: tuple[CarPlan, ...],
+    building: Mapping[str, object],
+    meter_faults: tuple[MeterFault, ...],
+) -> None:
+    chargers = tables.get("chargers", {})
+    groups = tables.get("groups", {})
+    meters = tables.get("meters", {})
+    for name in plans:
         if name not in chargers:
             raise ConfigError(f"{source}: sim.chargers.{name}: no charger {name!r} in [chargers]")
     seen: dict[str, list[CarPlan]] = {}
-    for car in scenario.cars:
+    for car in cars:
         if car.charger not in chargers:
             raise ConfigError(
                 f"{source}: cars: {car.id} names charger {car.charger!r}; "
@@ -298,12 +312,12 @@ def _check_references(scenario: Scenario, source: str) -> None:
                     f"{source}: cars: {car.id} and {other.id} are at {car.charger} at once"
                 )
         seen.setdefault(car.charger, []).append(car)
-    for group in scenario.building:
+    for group in building:
         if group not in groups:
             raise ConfigError(
                 f"{source}: building: no group {group!r}; allowed: {', '.join(groups)}"
             )
-    for fault in scenario.meter_faults:
+    for fault in meter_faults:
         if fault.meter not in meters:
             raise ConfigError(f"{source}: meter_faults: no meter {fault.meter!r}")
         if fault.kind not in ("freeze", "silent") or fault.to_s <= fault.from_s:

@@ -21,7 +21,7 @@ for bus-level operations such as a scan: ``rtu:///dev/ttyUSB0?baud=19200``, ``tc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from ampgate.errors import ConfigError
@@ -33,6 +33,13 @@ FORMS = (
     "or rtu+tcp://HOST:PORT/UNIT"
 )
 _SERIAL_KEYS = {"baud", "parity", "stopbits", "bytesize"}
+Parity = Literal["N", "E", "O"]
+StopBits = Literal[1, 2]
+ByteSize = Literal[7, 8]
+_PARITIES: tuple[Parity, ...] = ("N", "E", "O")
+_STOPBITS: tuple[StopBits, ...] = (1, 2)
+_BYTESIZES: tuple[ByteSize, ...] = (7, 8)
+_Option = TypeVar("_Option", bound=int)
 
 
 class AddressError(ConfigError, ValueError):
@@ -50,9 +57,9 @@ class BusAddress:
     device: str = ""
     """Serial device path (``rtu``); empty for TCP."""
     baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
+    parity: Parity = "N"
+    stopbits: StopBits = 1
+    bytesize: ByteSize = 8
 
     @property
     def is_serial(self) -> bool:
@@ -105,21 +112,37 @@ def _int_param(text: str, key: str, raw: str, allowed: tuple[int, ...] | None = 
     return value
 
 
-def _parse_query(text: str, query: str, keys: set[str]) -> dict[str, int | str]:
-    out: dict[str, int | str] = {}
+def _int_choice(text: str, key: str, raw: str, allowed: tuple[_Option, ...]) -> _Option:
+    """The one of ``allowed`` that ``raw`` names (typed as ``allowed``'s items)."""
+    value = _int_param(text, key, raw, allowed)
+    return next(option for option in allowed if option == value)
+
+
+class _LineOptions(TypedDict, total=False):
+    """The line settings an address's query sets (the keys of :class:`BusAddress`)."""
+
+    baudrate: int
+    parity: Parity
+    stopbits: StopBits
+    bytesize: ByteSize
+
+
+def _parse_query(text: str, query: str, keys: set[str]) -> _LineOptions:
+    out: _LineOptions = {}
     for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in keys:
             raise _fail(text, f"unknown option {key!r} (allowed: {', '.join(sorted(keys))})")
         if key == "baud":
             out["baudrate"] = _int_param(text, key, raw)
         elif key == "stopbits":
-            out["stopbits"] = _int_param(text, key, raw, (1, 2))
+            out["stopbits"] = _int_choice(text, key, raw, _STOPBITS)
         elif key == "bytesize":
-            out["bytesize"] = _int_param(text, key, raw, (7, 8))
+            out["bytesize"] = _int_choice(text, key, raw, _BYTESIZES)
         elif key == "parity":
-            if raw.upper() not in ("N", "E", "O"):
+            parity = next((p for p in _PARITIES if p == raw.upper()), None)
+            if parity is None:
                 raise _fail(text, f"parity={raw!r} is not one of N, E, O")
-            out["parity"] = raw.upper()
+            out["parity"] = parity
     return out
 
 
@@ -148,7 +171,7 @@ def parse_address(text: str) -> DeviceAddress:
         if not segments:
             raise _fail(text, "missing serial device path")
         options = _parse_query(text, parts.query, _SERIAL_KEYS)
-        bus = BusAddress(scheme="rtu", device="/" + "/".join(segments), **options)  # type: ignore[arg-type]
+        bus = BusAddress(scheme="rtu", device="/" + "/".join(segments), **options)
         return DeviceAddress(bus, unit)
     if scheme in ("tcp", "rtu+tcp"):
         host = parts.hostname or ""
@@ -176,6 +199,7 @@ def parse_address(text: str) -> DeviceAddress:
                 unit = _unit(text, segments[0], 1, 247)
         keys = {"baud"} if scheme == "rtu+tcp" else set()
         options = _parse_query(text, parts.query, keys)
-        bus = BusAddress(scheme=scheme, host=host, port=port, **options)  # type: ignore[arg-type]
+        tcp_scheme: Scheme = "tcp" if scheme == "tcp" else "rtu+tcp"
+        bus = BusAddress(scheme=tcp_scheme, host=host, port=port, **options)
         return DeviceAddress(bus, unit)
     raise _fail(text, f"unknown scheme {parts.scheme!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.framer import FramerType
@@ -149,7 +151,20 @@ class TcpBus(ModbusBus):
         self.port = port
 
 
-def open_bus(address: BusAddress, **settings: object) -> ModbusBus:
+class BusOptions(TypedDict, total=False):
+    """Settings every kind of bus takes (see :class:`SerialBus` and :class:`TcpBus`)."""
+
+    timeout: float
+    retries: int
+    backoff: float
+    inter_request_gap: float | None
+    quiet_after_timeout: float | None
+    reconnect_delay: float
+    reconnect_delay_max: float
+    offline_after: int
+
+
+def open_bus(address: BusAddress, **settings: Unpack[BusOptions]) -> ModbusBus:
     """Build the bus an address names; ``settings`` are passed to SerialBus/TcpBus."""
     if address.scheme == "rtu":
         return SerialBus(
@@ -159,7 +174,7 @@ def open_bus(address: BusAddress, **settings: object) -> ModbusBus:
             stopbits=address.stopbits,
             bytesize=address.bytesize,
             name=address.key,
-            **settings,  # type: ignore[arg-type]
+            **settings,
         )
     if address.scheme == "rtu+tcp":
         return TcpBus(
@@ -168,17 +183,17 @@ def open_bus(address: BusAddress, **settings: object) -> ModbusBus:
             rtu_framing=True,
             baudrate=address.baudrate,
             name=address.key,
-            **settings,  # type: ignore[arg-type]
+            **settings,
         )
-    return TcpBus(address.host, address.port, name=address.key, **settings)  # type: ignore[arg-type]
+    return TcpBus(address.host, address.port, name=address.key, **settings)
 
 
 class BusPool:
     """Buses by address key: every device on the same port or endpoint gets the same bus."""
 
-    def __init__(self, **settings: object) -> None:
+    def __init__(self, **settings: Unpack[BusOptions]) -> None:
         """Buses are created with ``settings`` (timeout, retries, …) on first use."""
-        self._settings = settings
+        self._settings: BusOptions = settings
         self._buses: dict[str, ModbusBus] = {}
 
     def get(self, address: BusAddress) -> ModbusBus:
