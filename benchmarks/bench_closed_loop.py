@@ -50,6 +50,9 @@ def run_one(job: tuple[str, str]) -> dict:
     row["file"] = Path(path).name
     row["transport"] = scenario.transport
     row["wall_s"] = round(time.perf_counter() - t0, 2)
+    row["peak_kw"] = {
+        g: c.peak_kw for g, c in scenario.config.groups.items() if c.peak_kw is not None
+    }
     return row
 
 
@@ -84,6 +87,22 @@ def markdown(rows: list[dict], meta: dict) -> str:
             f"{_pct(r['energy_ratio_live'])} | {jain} | "
             f"{r['setpoint_changes_per_charger_hour']:.0f} |"
         )
+    budgeted = [r for r in rows if r.get("max_quarter_kw")]
+    if budgeted:
+        lines += [
+            "",
+            "Quarter-hour peak budgets (`peak_kw`): the highest aligned 15-minute average of the"
+            " true import through the group (goal: at most the peak).",
+            "",
+            "| scenario | allocator | group | peak kW | highest quarter kW |",
+            "|---|---|---|---:|---:|",
+        ]
+        for r in budgeted:
+            for group, kw in r["max_quarter_kw"].items():
+                lines.append(
+                    f"| {r['scenario']} | {r['allocator']} | {group} | "
+                    f"{r['peak_kw'][group]:g} | {kw:.2f} |"
+                )
     lines += ["", *meta.get("notes", [])]
     return "\n".join(lines) + "\n"
 

@@ -39,9 +39,11 @@ from ampgate.devices.charger import (
 from ampgate.devices.evc2 import PHASE_TO_USE
 from ampgate.devices.meter import MEASUREMENT_FIELDS, meter_measurement_from
 from ampgate.dlm import EngineState, Measurements, Site, allocate
+from ampgate.gateway.control import ControlInputs
+from ampgate.gateway.events import EventLog
 from ampgate.gateway.inputs import first_measurement_complete, measurements
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
-from ampgate.sim.device import ManualClock
+from ampgate.sim.device import ManualClock, ReadAnswer
 from ampgate.sim.plant import Plant
 from ampgate.sim.rtu import transaction_wire_time
 from ampgate.sim.scenario import Scenario
@@ -62,6 +64,21 @@ def engine_allocator(site: Site, meas: Measurements, state: Any, now: float):
     alloc = allocate(site, meas, state or EngineState(), now)
     amps = {cid: sp.amps for cid, sp in alloc.setpoints.items()}
     return amps, {cid: sp.phases for cid, sp in alloc.setpoints.items()}, alloc.state
+
+
+WALL_CLOCK_AT_START = 1_800_000_000.0
+"""The wall clock at scenario time 0: a quarter-hour boundary, so the peak budget's aligned
+quarters start with the scenario."""
+
+
+class _SilentLog:
+    """A logger that drops everything (the closed loop runs thousands of cycles)."""
+
+    def __getattr__(self, _level: str) -> Callable[..., None]:
+        return lambda *_args, **_kw: None
+
+
+_SILENT = _SilentLog()
 
 
 class _Request:
@@ -96,13 +113,25 @@ class ClosedLoop:
         self.slow_s = sum(wire(8, 5 + 2 * r.count) for r in self.slow_plan)
         self.write_s = wire(8, 8) + wire(8, 7)  # FC 06, then the verifying read
         self.request_s = 8 * 11 / baud
-        self.chargers = {n: ChargerRuntime(name=n, device=None) for n in self.config.chargers}
-        self.meters = {n: MeterRuntime(name=n, device=None) for n in self.config.meters}
+        self.chargers = {
+            n: ChargerRuntime(name=n, device=None, config=c)
+            for n, c in self.config.chargers.items()
+        }
+        self.meters = {
+            n: MeterRuntime(name=n, device=None, config=m) for n, m in self.config.meters.items()
+        }
         self.meter_plans = {
             n: plan_reads(m.map, [f for f in MEASUREMENT_FIELDS if m.map.has_field(f)], gap=16)
             for n, m in self.plant.meters.items()
         }
         self.state: Any = None
+        self.control = ControlInputs(
+            self.config,
+            self.site,
+            EventLog(logger=_SILENT),
+            wall_clock=lambda: WALL_CLOCK_AT_START + self.clock.now,
+        )
+        """The daemon's control inputs (a peak budget of the scenario's site file)."""
         self.started_at = 0.0
         self.polls = dict.fromkeys(self.chargers, 0)
         self.polling: set[str] = set()
@@ -194,8 +223,8 @@ class ClosedLoop:
         sim = self.plant.chargers[name]
         values = {}
         for request in [*self.fast_plan, *(self.slow_plan if slow else ())]:
-            words = sim.read(request.function, request.address, request.count)
-            values.update(decode_request(sim.map, request, words))  # type: ignore[arg-type]
+            words = _words(sim.read(request.function, request.address, request.count), name)
+            values.update(decode_request(sim.map, request, words))
         self.polls[name] += 1
 
         def store(now: float) -> None:
@@ -224,8 +253,8 @@ class ClosedLoop:
             sim = self.plant.meters[name]
             values = {}
             for request in self.meter_plans[name]:
-                words = sim.read(request.function, request.address, request.count)
-                values.update(decode_request(sim.map, request, words))  # type: ignore[arg-type]
+                words = _words(sim.read(request.function, request.address, request.count), name)
+                values.update(decode_request(sim.map, request, words))
             rt.measurement = meter_measurement_from(values, sim.map.model.phases, name)
             rt.online = True
             rt.last_ok = rt.measured_at = t + 0.003
@@ -235,7 +264,12 @@ class ClosedLoop:
         if not first_measurement_complete(chargers, meters, config, self.started_at, t):
             return
         observed = measurements(chargers, meters, config, t)
-        amps, modes, self.state = self.allocator(self.site, observed, self.state, t)
+        stale = config.dlm.meter_stale_seconds
+        for meter in meters.values():
+            meter.stale = meter.measured_at is None or t - meter.measured_at > stale
+        site = self.control.site_for_cycle(t, WALL_CLOCK_AT_START + t)
+        amps, modes, self.state = self.allocator(site, observed, self.state, t)
+        self.control.record_import(meters, None, WALL_CLOCK_AT_START + t)
         refresh = config.dlm.watchdog_seconds / WATCHDOG_REFRESH_FRACTION
         for name, rt in chargers.items():
             if name not in amps:
@@ -318,3 +352,11 @@ def simulate(
 ) -> Score:
     """Run ``allocator`` on ``scenario`` with the modelled transport and score it."""
     return ClosedLoop(scenario, allocator, name).run()
+
+
+def _words(answer: ReadAnswer, device: str) -> list[int]:
+    """The registers a simulator answered. The closed loop reads only what the device's map
+    holds, so an exception answer is a bug in its plan, not a condition of the simulated site."""
+    if isinstance(answer, list):
+        return answer
+    raise AssertionError(f"{device}: the simulator refused a planned read ({answer!r})")

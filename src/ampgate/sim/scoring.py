@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from ampgate.dlm.fill import FillItem, water_fill
 from ampgate.dlm.model import MIN_CHARGING_CURRENT
+from ampgate.dlm.peak import QUARTER_S
 from ampgate.dlm.topology import site_index
 from ampgate.sim.plant import CarTruth, Truth
 from ampgate.sim.scenario import Scenario
@@ -70,6 +71,8 @@ class Score:
     first_lowering_s: float | None
     """When the first lowered setpoint reached a charger (None: none was lowered)."""
     car_energy_kwh: dict[str, float] = field(default_factory=dict)
+    max_quarter_kw: dict[str, float] = field(default_factory=dict)
+    """Per group with a ``peak_kw``: the highest aligned 15-minute average import (true)."""
 
 
 class Scorer:
@@ -116,6 +119,8 @@ class Scorer:
         self.changes_written = 0
         self.first_lowering: float | None = None
         self._oracle_cache: dict[tuple, float] = {}
+        self.peak_groups = [n for n, g in scenario.config.groups.items() if g.peak_kw is not None]
+        self.quarter_kwh: dict[tuple[str, int], float] = {}
 
     # ------------------------------------------------------------------ inputs
 
@@ -133,9 +138,17 @@ class Scorer:
         dt = 0.0 if self.last_time is None else now - self.last_time
         self.last_time = now
         self._overload(truth, now, dt)
+        self._quarters(truth, now, dt)
         self._cars(truth, now, dt)
 
     # ------------------------------------------------------------------ scores
+
+    def _quarters(self, truth: Truth, now: float, dt: float) -> None:
+        """Import energy of each budgeted group per aligned quarter (scenario time 0 is one)."""
+        for gid in self.peak_groups:
+            key = (gid, int((now - dt / 2) // QUARTER_S))
+            kw = sum(max(0.0, a) for a in truth.total[gid]) * VOLTAGE / 1000.0
+            self.quarter_kwh[key] = self.quarter_kwh.get(key, 0.0) + kw * dt / 3600.0
 
     def _overload(self, truth: Truth, now: float, dt: float) -> None:
         worst = 0.0
@@ -277,6 +290,13 @@ class Scorer:
             / max(duration / 3600, 1e-9),
             first_lowering_s=self.first_lowering,
             car_energy_kwh={k: v / 1000 for k, v in self.car_wh.items()},
+            max_quarter_kw={
+                gid: max(
+                    (e * 3600.0 / QUARTER_S for (g, _), e in self.quarter_kwh.items() if g == gid),
+                    default=0.0,
+                )
+                for gid in self.peak_groups
+            },
         )
 
     def _jain_equal_need(self) -> float | None:
