@@ -33,7 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Phase = Literal["L1", "L2", "L3"]
 PHASES: tuple[Phase, Phase, Phase] = ("L1", "L2", "L3")
 Rotation = Literal["L1L2L3", "L2L3L1", "L3L1L2"]
-ROTATIONS: tuple[str, ...] = ("L1L2L3", "L2L3L1", "L3L1L2")
+_PHASE_ORDER: dict[str, tuple[Phase, Phase, Phase]] = {
+    "L1L2L3": ("L1", "L2", "L3"),
+    "L2L3L1": ("L2", "L3", "L1"),
+    "L3L1L2": ("L3", "L1", "L2"),
+}
+ROTATIONS: tuple[str, ...] = tuple(_PHASE_ORDER)
 MIN_CHARGING_CURRENT = 6
 """EVC2 setpoints are 0 or 6–32 A; 1–5 A are rejected by the charger."""
 MAX_CHARGING_CURRENT = 32
@@ -47,7 +52,7 @@ def site_phases(rotation: str) -> tuple[Phase, Phase, Phase]:
     """Return the site phases a charger's own L1, L2, L3 sit on for a rotation (RST/STR/TRS)."""
     if rotation not in ROTATIONS:
         raise ValueError(f"rotation {rotation!r} unknown; allowed: {', '.join(ROTATIONS)}")
-    return tuple(rotation[i : i + 2] for i in (0, 2, 4))  # type: ignore[return-value]
+    return _PHASE_ORDER[rotation]
 
 
 class _Section(BaseModel):
@@ -138,7 +143,8 @@ class GroupConfig(_Section):
         """Per-phase limit the allocator keeps: the lower of the fuse and the operator cap."""
         if self.operator_limit is None:
             return self.limit
-        return tuple(min(a, b) for a, b in zip(self.limit, self.operator_limit, strict=True))  # type: ignore[return-value]
+        (l1, l2, l3), (o1, o2, o3) = self.limit, self.operator_limit
+        return (min(l1, o1), min(l2, o2), min(l3, o3))
 
 
 class MeterConfig(_Section):
