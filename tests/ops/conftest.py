@@ -13,6 +13,8 @@ from ampgate.interfaces.snapshot import (
     DaemonSnapshot,
     DeviceSnapshot,
     DlmSnapshot,
+    ExternalLimitSnapshot,
+    GroupControlSnapshot,
     GroupSnapshot,
     LoopHealth,
     MeterReadings,
@@ -206,8 +208,35 @@ def realistic_snapshot(now_monotonic: float | None = None) -> DaemonSnapshot:
                 )
                 for phase, load, alloc in (("L1", 26.7, 16), ("L2", 22.2, 16), ("L3", 5.0, 16))
             ),
+            control=control,
         )
-        for name, limit, stale in (("main", 100.0, False), ("garage", 63.0, True))
+        for name, limit, stale, control in (
+            (
+                "main",
+                100.0,
+                False,
+                GroupControlSnapshot(
+                    effective_limit_amperes=(80.0, 80.0, 100.0),
+                    power_cap_kw=40.0,
+                    external_limits=(
+                        ExternalLimitSnapshot("ems", (80.0, 80.0, 100.0), None, 60.0, wall + 42),
+                        ExternalLimitSnapshot("http", None, 45.0, 300.0, wall + 100),
+                    ),
+                    peak_kw=40.0,
+                    quarter_average_kw=12.5,
+                    month_peak_kw=38.2,
+                    peak_allowed_kw=41.0,
+                ),
+            ),
+            (
+                "garage",
+                63.0,
+                True,
+                GroupControlSnapshot(
+                    effective_limit_amperes=(10.0, 10.0, 10.0), expiry_fallback=True
+                ),
+            ),
+        )
     )
     return DaemonSnapshot(
         devices=devices,

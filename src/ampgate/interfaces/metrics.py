@@ -32,12 +32,14 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from ampgate.interfaces.snapshot import (
+    PHASES,
     REQUEST_RESULTS,
     BitState,
     ChargerReadings,
     DaemonSnapshot,
     DeviceSnapshot,
     EnumState,
+    GroupSnapshot,
     MeterReadings,
     PhaseValues,
     SnapshotStore,
@@ -380,6 +382,7 @@ def _dlm(out: _Families, snap: DaemonSnapshot) -> None:
     )
     for group in dlm.groups:
         stale.add_metric([group.name], 1.0 if group.meter_stale else 0.0)
+    _control(out, dlm.groups)
     reasons = out.counter(
         "ampgate_dlm_decisions", "DLM setpoint decisions by engine reason.", ["reason"]
     )
@@ -405,6 +408,69 @@ def _dlm(out: _Families, snap: DaemonSnapshot) -> None:
     )
     if snap.loop.last_iteration_unix is not None:
         last.add_metric([], snap.loop.last_iteration_unix)
+
+
+def _control(out: _Families, groups: Iterable[GroupSnapshot]) -> None:
+    """Limits beyond the fuse: the effective limit, live external limits, the peak budget."""
+    effective = out.gauge(
+        "ampgate_group_effective_limit_amperes",
+        "Latest DLM cycle: the lowest of fuse, operator and external limits per group and phase.",
+        ["group", "phase"],
+    )
+    external = out.gauge(
+        "ampgate_group_external_limit_amperes",
+        "Live external limit per group, source and phase (absent: none from that source).",
+        ["group", "source", "phase"],
+    )
+    external_power = out.gauge(
+        "ampgate_group_external_limit_watts",
+        "Live external power limit per group and source.",
+        ["group", "source"],
+    )
+    fallback = out.gauge(
+        "ampgate_group_limit_expiry_fallback",
+        "1 while an external limit expired and the group holds on_limit_expiry.",
+        ["group"],
+    )
+    peak = out.gauge("ampgate_group_peak_watts", "The quarter-hour peak kept (peak_kw).", ["group"])
+    average = out.gauge(
+        "ampgate_group_quarter_average_import_watts",
+        "This quarter's average import so far (aligned: energy so far over 15 minutes).",
+        ["group"],
+    )
+    month = out.gauge(
+        "ampgate_group_month_peak_import_watts",
+        "The highest quarter-hour average import this month since ampgate started.",
+        ["group"],
+    )
+    allowed = out.gauge(
+        "ampgate_group_peak_allowed_watts",
+        "The power the quarter-hour budget allows until the end of the quarter.",
+        ["group"],
+    )
+    for group in groups:
+        control = group.control
+        if control is None:
+            continue
+        for phase, amps in zip(PHASES, control.effective_limit_amperes, strict=True):
+            effective.add_metric([group.name, phase], amps)
+        for limit in control.external_limits:
+            if limit.amperes is not None:
+                for phase, amps in zip(PHASES, limit.amperes, strict=True):
+                    external.add_metric([group.name, limit.source, phase], amps)
+            if limit.kw is not None:
+                external_power.add_metric([group.name, limit.source], limit.kw * 1000.0)
+        fallback.add_metric([group.name], 1.0 if control.expiry_fallback else 0.0)
+        if control.peak_kw is None:
+            continue
+        peak.add_metric([group.name], control.peak_kw * 1000.0)
+        for family, kw in (
+            (average, control.quarter_average_kw),
+            (month, control.month_peak_kw),
+            (allowed, control.peak_allowed_kw),
+        ):
+            if kw is not None:
+                family.add_metric([group.name], kw * 1000.0)
 
 
 class SnapshotCollector(Collector):
