@@ -238,10 +238,15 @@ class Gateway:
             slow = (rounds + i) % every == 0
             self._polls[rt.name] = asyncio.create_task(self._poll_charger(rt, slow))
 
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """The per-device work still running: polls, background writes, bring-ups (a count
+        of the loop's tasks minus these is what a leak check compares)."""
+        tasks = [*self._polls.values(), *self.writer.in_progress(), *self._bring_ups.values()]
+        return [t for t in tasks if not t.done()]
+
     async def settle(self) -> None:
         """Wait for the charger polls and background writes in progress (tests, benchmarks)."""
-        tasks = [*self._polls.values(), *self.writer.in_progress(), *self._bring_ups.values()]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self.in_flight(), return_exceptions=True)
 
     async def _poll_meter(self, rt: MeterRuntime) -> None:
         if rt.refused:
