@@ -99,8 +99,11 @@ def measurements(draw, site: Site, now: float) -> Measurements:
         if draw(st.integers(0, 9)) == 0:
             chargers[c.id] = ChargerReading(online=False)
             continue
+        # now and then current on a terminal the site file does not list as wired (miswired)
         cur = tuple(
-            draw(st.floats(0, 34).map(lambda x: round(x, 1))) if p in c.wired_phases else 0.0
+            draw(st.floats(0, 34).map(lambda x: round(x, 1)))
+            if p in c.wired_phases or draw(st.integers(0, 9)) == 0
+            else 0.0
             for p in range(3)
         )
         chargers[c.id] = ChargerReading(

@@ -78,18 +78,28 @@ def expected_non_ev(
     return list(group.fallback_load)
 
 
-def reserved_site_phases(site: Site, alloc: Allocation, cid: str, online: bool) -> set[int]:
-    """Site phases a charger's setpoint applies to."""
+def reserved_site_phases(
+    site: Site, alloc: Allocation, cid: str, online: bool, meas: Measurements | None = None
+) -> set[int]:
+    """Site phases a charger's setpoint applies to: those of its mode or its car's phase use,
+    and every terminal it is measured drawing on or its car drew on this session, wired or
+    not (measured over commanded)."""
     spec = next(c for c in site.chargers if c.id == cid)
     sp, mem = alloc.setpoints[cid], alloc.state.chargers[cid]
+    known = mem.phases_in_use or frozenset()
+    stray = known - set(spec.wired_phases)
     if not online:
-        terminals = spec.wired_phases
+        terminals = set(spec.wired_phases)
     elif sp.phases == 1:
-        terminals = (0,)
+        terminals = {0}
     else:
-        known = mem.phases_in_use
-        terminals = tuple(t for t in spec.wired_phases if known and t in known) or spec.wired_phases
-    return {spec.rotation.site_phase(t) for t in terminals}
+        picked = {t for t in spec.wired_phases if t in known}
+        terminals = picked or set(spec.wired_phases)
+    if online and meas is not None:
+        threshold = site.settings.phase_use_threshold_a
+        currents = meas.chargers[cid].currents
+        terminals |= {t for t in range(3) if currents[t] >= threshold}
+    return {spec.rotation.site_phase(t) for t in terminals | stray}
 
 
 def check_invariants(site: Site, meas: Measurements, prev: EngineState, now: float, alloc):
@@ -123,7 +133,7 @@ def check_invariants(site: Site, meas: Measurements, prev: EngineState, now: flo
             controlled = [
                 cid
                 for cid in under
-                if online[cid] and p in reserved_site_phases(site, alloc, cid, True)
+                if online[cid] and p in reserved_site_phases(site, alloc, cid, True, meas)
             ]
             base = non_ev[p] + g.headroom[p] + fixed
             total = sum(alloc.setpoints[cid].amps for cid in controlled)
@@ -143,7 +153,8 @@ def check_invariants(site: Site, meas: Measurements, prev: EngineState, now: flo
             base = sum(non_ev) + fixed_all
             if base <= cap_a + TOL:
                 ev = sum(
-                    alloc.setpoints[cid].amps * len(reserved_site_phases(site, alloc, cid, True))
+                    alloc.setpoints[cid].amps
+                    * len(reserved_site_phases(site, alloc, cid, True, meas))
                     for cid in under
                     if online[cid]
                 )

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from ampgate.dlm import (
+    ChargerMemory,
     ChargerReading,
     ChargerSpec,
     EngineSettings,
@@ -382,3 +383,55 @@ def test_a_late_car_makes_the_others_drop_to_their_fair_share_at_once_while_it_r
     assert [allocs[t].setpoints["c"].reason_code for t in (31, 32)] == ["ramping", "ramping"]
     last = allocs[-1].setpoints
     assert sorted(s.amps for s in last.values()) == [13, 13, 14]
+
+
+def test_current_on_a_terminal_not_listed_as_wired_is_budgeted_on_its_site_phase():
+    # "odd" is configured as wired on its L1 (the site's L1), but the electrician used L2: its
+    # car draws on its L2 terminal. "two" is a 1-phase charger on the site's L2 (rotation).
+    # The site's L2 is a 20 A fuse. Measured draw on any terminal counts on the site phase it
+    # sits on: odd and two share L2 (10 + 10), and L2 is never loaded over 20 A — before, odd
+    # was budgeted on L1 only and rose to 32 A on L2 while two kept its share there.
+    site = site_of(
+        [Group("main", (32.0, 20.0, 32.0))],
+        [
+            ChargerSpec("odd", "main", wired_phases=(0,)),
+            ChargerSpec("two", "main", Rotation.L2L3L1, wired_phases=(0,)),
+        ],
+    )
+
+    def measure(now, alloc):
+        odd = alloc.setpoints["odd"].amps if alloc else 0
+        two = alloc.setpoints["two"].amps if alloc else 0
+        return Measurements(
+            {}, {"odd": reading(now, (0, odd, 0)), "two": reading(now, (two, 0, 0))}
+        )
+
+    allocs = run(site, measure, 60)
+    for alloc in allocs:
+        # what the cars draw on the site's L2 once they follow these setpoints
+        on_l2 = alloc.setpoints["odd"].amps + alloc.setpoints["two"].amps
+        assert on_l2 <= 20, [(a.setpoints["odd"].amps, a.setpoints["two"].amps) for a in allocs]
+    last = allocs[-1]
+    assert (last.setpoints["odd"].amps, last.setpoints["two"].amps) == (10, 10)
+    assert {a.phase: a.allocated for a in last.accounts}[1] == 20  # odd is accounted on L2
+
+
+def test_an_over_drawing_car_does_not_keep_an_arriving_car_below_its_fair_share():
+    # 26 A fuse; a is set to 10 A and draws 4 A more than any setpoint; b arrives. a's excess
+    # is counted once: b ramps to its fair share (11 A, a budgeted at 11 + 4), where before it
+    # was held at 7 A with 4 A unused. Never more than the fuse once the cars follow.
+    site = site_of(
+        [Group("main", (26.0, 26.0, 26.0))], [ChargerSpec("a", "main"), ChargerSpec("b", "main")]
+    )
+    state = EngineState(time=-1.0, chargers={"a": ChargerMemory(10, changed_at=-600.0)})
+
+    def measure(now, alloc):
+        a = alloc.setpoints["a"].amps if alloc else 10
+        b = alloc.setpoints["b"].amps if alloc else 0
+        return Measurements({}, {"a": reading(now, (a + 4,) * 3), "b": reading(now, (b,) * 3)})
+
+    allocs = run(site, measure, 30, state=state)
+    for alloc in allocs:
+        assert alloc.setpoints["a"].amps + 4 + alloc.setpoints["b"].amps <= 26
+    assert [a.setpoints["b"].amps for a in allocs[:5]] == [6, 8, 10, 11, 11]
+    assert (allocs[-1].setpoints["a"].amps, allocs[-1].setpoints["b"].amps) == (11, 11)

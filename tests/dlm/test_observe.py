@@ -87,6 +87,28 @@ def test_a_charger_told_one_phase_that_draws_on_three_is_accounted_on_three():
     assert v.site_phases == (0, 1, 2)  # ... but it is budgeted where it draws
 
 
+def test_a_charger_drawing_on_a_terminal_not_listed_as_wired_is_accounted_there():
+    # the site file says its L1 only; it is measured drawing on its L2, which sits on the
+    # site's L3 through its rotation (a miswired installation): accounted on that site phase
+    spec = ChargerSpec("c", "main", Rotation.L2L3L1, wired_phases=(0,))
+    v = observe(spec, charging((0.0, 10.0, 0.0)), running(10))
+    assert v.measured == (0.0, 0.0, 10.0)
+    assert v.drawing == frozenset({1})
+    assert v.site_phases == (1, 2)  # its L1 as configured, and where it draws
+    # drawing more there than its setpoint allows is over-draw, like on any terminal
+    over = observe(spec, charging((0.0, 16.0, 0.0)), running(10))
+    assert [n.kind for n in over.notices] == ["charger_overdraw"]
+    assert over.previous + over.reserve == 16.0
+    # seen there once, it stays accounted there for the session, through a pause ...
+    idle = observe(spec, charging((0.0, 0.0, 0.0)), v.memory(10))
+    assert idle.site_phases == (1, 2)
+    # ... and while the charger is offline; a new session starts from the site file again
+    gone = observe(spec, None, v.memory(10))
+    assert gone.terminals == (0, 1)
+    left = observe(spec, charging(vehicle=VehicleState.NOT_CONNECTED), v.memory(10))
+    assert left.site_phases == (1,)
+
+
 def test_a_phase_switch_not_yet_confirmed_is_accounted_on_old_and_new_phases():
     spec = ChargerSpec("c", "main", phase_change_possible=True)
     pending = running(10, phases=1, phase_pending_since=NOW - 2.0)  # told 3 → 1 two s ago
@@ -293,15 +315,17 @@ terminal_amps = st.floats(0.0, 34.0).map(lambda x: round(x, 1))
     pending=st.booleans(),
     in_use=st.none() | st.frozensets(st.integers(0, 2), min_size=1),
     vehicle=st.sampled_from(list(VehicleState)),
+    stray=st.booleans(),
 )
 def test_every_phase_a_charger_is_measured_drawing_on_is_in_its_budget(
-    rotation, wired, currents, setpoint, mode, pending, in_use, vehicle
+    rotation, wired, currents, setpoint, mode, pending, in_use, vehicle, stray
 ):
     # measured over commanded: whatever the charger was told (its mode, a pending switch, the
-    # phases its car used before), each site phase it draws on (≥ the phase-use threshold) is
-    # one it is accounted on, and what it is measured drawing is mapped through its rotation
+    # phases its car used before, the terminals the site file lists as wired), each site phase
+    # it draws on (≥ the phase-use threshold) is one it is accounted on, and what it is
+    # measured drawing is mapped through its rotation
     spec = ChargerSpec("c", "main", rotation, wired, phase_change_possible=True)
-    drawn = tuple(currents[t] if t in wired else 0.0 for t in range(3))
+    drawn = tuple(currents[t] if t in wired or stray else 0.0 for t in range(3))
     memory = ChargerMemory(
         setpoint=setpoint,
         phases=mode,
@@ -313,14 +337,16 @@ def test_every_phase_a_charger_is_measured_drawing_on_is_in_its_budget(
     v = observe(spec, charging(drawn, vehicle=vehicle), memory)
     threshold = EngineSettings().phase_use_threshold_a
     table = {t: rotation.site_phase(t) for t in range(3)}
-    for t in wired:
-        if drawn[t] >= threshold:
-            assert table[t] in v.site_phases, (t, v.site_phases)
+    drawing_on = {t for t in range(3) if drawn[t] >= threshold}
+    for t in drawing_on:
+        assert table[t] in v.site_phases, (t, v.site_phases)
     expected = [0.0, 0.0, 0.0]
     for t in range(3):
         expected[table[t]] += drawn[t]
     assert v.measured == tuple(expected)
-    assert set(v.site_phases) <= {table[t] for t in wired}
+    # beyond its wired terminals, only where it draws or its car drew this session
+    seen = set(in_use or ()) if vehicle is not VehicleState.NOT_CONNECTED else set()
+    assert set(v.site_phases) <= {table[t] for t in {*wired, *drawing_on, *seen}}
     # and a charging car over its setpoint by more than the margin is budgeted at its draw
     draw = max(drawn[t] for t in v.terminals)
     margin = EngineSettings().overdraw_margin_a

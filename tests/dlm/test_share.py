@@ -232,6 +232,39 @@ def test_a_car_slow_to_follow_its_decrease_is_counted_at_what_it_still_draws():
     assert codes(cycle)["b"] == "waiting_release"
 
 
+def overdrawing(setpoint: int, excess: float) -> ChargerMemory:
+    """A charger at ``setpoint`` for a long time whose car is known to draw ``excess`` more."""
+    return ChargerMemory(setpoint=setpoint, changed_at=NOW - 600.0, session=True, overdraw_a=excess)
+
+
+def test_an_over_drawing_cars_excess_is_counted_once_when_increases_are_held_back():
+    # a is set to 10 A and draws 14; b arrives. a's 4 A excess is taken off the capacity once
+    # (26 − 4 = 22 to share: 11 + 11, a then budgeted at 11 + 4 = 15); counting its measured
+    # 14 A again on top of that excess left b 8 A, for ever, of the 12 A free
+    site = release_site()
+    readings = {"a": drawing((14.0, 14.0, 14.0)), "b": drawing()}
+    cycle, admitted = shared(site, readings, {"a": overdrawing(10, 4.0)})
+    assert cycle.fixed[:3] == [4.0, 4.0, 4.0]  # its excess, reserved on each of its phases
+    assert cycle.amps == {"a": 11, "b": 11}
+    hold_back_increases(cycle, admitted)
+    assert cycle.amps == {"a": 11, "b": 11}
+    # safe by what is measured: b's 11 A fit in the 26 − 14 A free now, and in what a draws
+    # once it follows its own increase with its excess (11 + 4)
+    assert cycle.amps["b"] <= 26 - 14 and cycle.amps["b"] + 11 + 4 <= 26
+
+
+def test_an_over_drawing_car_being_lowered_is_counted_at_what_it_still_draws_once():
+    # a is set to 16 A and draws 20 (4 A over); b arrives: a is lowered to its fair share but
+    # still draws 20 A for a few seconds, so b may have the 6 A free now — not 26 − 20 − 4
+    site = release_site()
+    readings = {"a": drawing((20.0, 20.0, 20.0)), "b": drawing()}
+    cycle, admitted = shared(site, readings, {"a": overdrawing(16, 4.0)})
+    assert cycle.amps == {"a": 11, "b": 11}
+    hold_back_increases(cycle, admitted)
+    assert cycle.amps == {"a": 11, "b": 6}
+    assert codes(cycle)["b"] == "waiting_release"
+
+
 def test_under_a_live_meter_an_increase_leaves_a_margin_free():
     site = release_site(MeterSpec("m", "main", MeterLocation.EXCLUDING))
     readings = {"a": drawing((16.0, 16.0, 16.0)), "b": drawing()}
@@ -288,8 +321,10 @@ def test_no_charger_rises_while_its_groups_meter_is_held():
 @given(st.data())
 def test_every_increase_fits_with_the_others_counted_at_least_at_their_draw(data):
     # each charger given more than its previous setpoint fits on each of its phases with every
-    # other charger counted at the larger of its new setpoint and its measured draw (a decrease
-    # has not taken effect yet; a car may be slow to follow)
+    # other charger counted at the larger of its new setpoint (plus any over-draw it is
+    # budgeted with) and its measured draw (a decrease has not taken effect yet; a car may be
+    # slow to follow), and its own over-draw on top of its new setpoint. The capacity is that
+    # before any over-draw was reserved: each excess is counted once, never less than measured
     site = data.draw(sites())
     first = allocate(site, data.draw(measurements(site, 0.0)), EngineState(), 0.0)
     now = 30.0
@@ -302,25 +337,38 @@ def test_every_increase_fits_with_the_others_counted_at_least_at_their_draw(data
     online = [v for v in cycle.views if v.online]
     risen = [v for v in admitted if amps[v.id] > v.previous and v.id not in cycle.switched]
     target(float(len(risen)))  # steer towards cycles with many increases
+    target(float(len(cycle.reserved)), label="over-drawing cars")
+    free = list(cycle.capacity)  # what is free before the over-draws are reserved
+    for x in online:
+        extra = cycle.reserved.get(x.id, (0.0, 0.0, 0.0))
+        for g in index.chain[x.id]:
+            base = 3 * index.group_position[g]
+            for p in range(3):
+                free[base + p] += extra[p]
+            power = index.power_resource.get(g)
+            if power is not None:
+                free[power] += sum(extra)
     counted: dict[str, list[float]] = {}
     for v in online:
+        extra = cycle.reserved.get(v.id, (0.0, 0.0, 0.0))
         per_phase = [0.0, 0.0, 0.0]
         for p in range(3):
             told = amps[v.id] if p in v.site_phases else 0.0
-            per_phase[p] = max(told, v.measured[p])
+            per_phase[p] = max(told + extra[p], v.measured[p])
         counted[v.id] = per_phase
     for v in risen:
         k = len(v.site_phases)
+        own = cycle.reserved.get(v.id, (0.0, 0.0, 0.0))
         for g in index.chain[v.id]:
             base = 3 * index.group_position[g]
             members = [x for x in online if x.id != v.id and g in index.chain[x.id]]
             for p in v.site_phases:
                 others = sum(counted[x.id][p] for x in members)
-                assert others + amps[v.id] <= cycle.capacity[base + p] + EPS, (v.id, g, p)
+                assert others + amps[v.id] + own[p] <= free[base + p] + EPS, (v.id, g, p)
             power = index.power_resource.get(g)
             if power is not None:
                 others = sum(sum(counted[x.id]) for x in members)
-                assert others + k * amps[v.id] <= cycle.capacity[power] + EPS, (v.id, g)
+                assert others + k * amps[v.id] + sum(own) <= free[power] + EPS, (v.id, g)
 
 
 # --------------------------------------------------------------------------- imbalance caps

@@ -23,7 +23,13 @@ from ampgate.dlm.model import (
     VehicleState,
     on_phases,
 )
-from ampgate.dlm.observe import ChargerView, observe_charger, ramp_step_of, terminals_for
+from ampgate.dlm.observe import (
+    ChargerView,
+    observe_charger,
+    ramp_step_of,
+    stray_terminals,
+    terminals_for,
+)
 from ampgate.dlm.topology import SiteIndex, phase_label, site_index
 
 EPS = 1e-9
@@ -96,16 +102,21 @@ class Cycle:
         self.switched: set[str] = set()
         self.switching: set[str] = set()
         """Chargers at 0 A this cycle only because their phase switch is not confirmed."""
+        self.reserved: dict[str, PhaseTriple] = {}
+        """Over-draw taken off the capacity per site phase, by charger (:meth:`reserve_fixed`)."""
 
     def reserve_fixed(self) -> None:
-        """Offline chargers draw max(last setpoint, failsafe); idle ones get 0."""
+        """Offline chargers draw max(last setpoint, failsafe); idle ones get 0; an over-drawing
+        car's measured excess over its setpoint is taken off the capacity of its phases."""
         index, cap, fixed = self.index, self.capacity, self.fixed
         for v in self.views:
             cid = v.id
             if not v.online:
                 last = v.previous if v.known else v.spec.max_current
                 assumed = max(last, v.spec.failsafe_current)
-                v.terminals = v.spec.wired_phases
+                wired = v.spec.wired_phases
+                stray = stray_terminals(wired, v.phases_in_use)
+                v.terminals = tuple(sorted(stray.union(wired))) if stray else wired
                 v.site_phases = index.site_phases(cid, v.terminals)
                 phase_res, power_res = index.uses(cid, v.site_phases)
                 for r in phase_res:
@@ -126,6 +137,7 @@ class Cycle:
                     fixed[r] += v.reserve
                 for r in power_res:
                     cap[r] -= v.reserve * len(v.site_phases)
+                self.reserved[cid] = on_phases(v.reserve, v.site_phases)
         for g in self.site.groups:
             non_ev = self.loads[g.id].non_ev
             base = 3 * index.group_position[g.id]

@@ -7,8 +7,10 @@ One cycle, in order:
 2. non-EV load per group from its meter minus what the chargers measured at the meter's
    instant, a held reading or the fallback; the meter's plausibility — :mod:`.loads`,
    :mod:`.plausibility`;
-3. offline chargers are assumed to draw max(last setpoint, failsafe) on all wired phases,
-   over-drawing cars their measured excess; a group phase whose non-EV load + headroom +
+3. offline chargers are assumed to draw max(last setpoint, failsafe) on all wired phases (and
+   any other terminal seen drawing this session), over-drawing cars their measured excess on
+   every phase they are accounted on — a terminal measured drawing is one, wired or not; a
+   group phase whose non-EV load + headroom +
    those draws already exceed the limit stops every controllable charger on it (reason
    ``over_limit_without_ev``);
 4. admission: chargers that want current, best rank first (priority, then least charging time,
@@ -20,8 +22,9 @@ One cycle, in order:
    of its maximum and its under-draw cap — :mod:`.fill`; a charger then gets at most its ramp
    limit, the others keeping only their fair share (a late car's room is made at once);
 6. hysteresis on increases; increases only use current that is free even if this cycle's
-   decreases have not taken effect yet (each charger counted at max(new, previous, measured)),
-   and none while a group's meter is held;
+   decreases have not taken effect yet (each charger counted at max(new, previous, measured),
+   an over-drawing car's excess, already reserved in 3, not counted again), and none while a
+   group's meter is held;
 7. phase-imbalance caps (decrease only) — :mod:`.share`;
 8. the meter is the final word: a phase the meter shows over its limit is lowered by at least
    the excess, counted from the measured draws — :mod:`.guard`.

@@ -5,7 +5,10 @@ loads, its bounds, its previous setpoint — from what is *measured* (reference 
 
 - **phases**: a charger is accounted on the phases its mode allows (1-phase mode: its L1; a
   car seen drawing on fewer phases: those) *and* on every terminal it is measured drawing on,
-  whatever it was told. A commanded phase switch is a request until the charger confirms it
+  whatever it was told — a terminal the site file does not list as wired included (a miswired
+  installation, a charger that ignores its phase setting): while it is measured drawing there,
+  and for the rest of the session once seen (a car that drew there once will again when it
+  resumes). A commanded phase switch is a request until the charger confirms it
   (the phases it reports, and the currents when the car draws): until then the charger is
   accounted on the old and the new phases. Not confirmed within
   ``phase_switch_timeout_s``: notice ``phase_switch_not_followed``, the charger's mode is what
@@ -120,7 +123,7 @@ class ChargerView:
     measured: PhaseTriple
     measured_at: float
     drawing: frozenset[int]
-    """The terminals the car is measured drawing on."""
+    """The terminals the car is measured drawing on (wired or not)."""
     mode: Literal[1, 3] | None
     terminals: tuple[int, ...]
     site_phases: tuple[int, ...]
@@ -161,6 +164,13 @@ def terminals_for(
         if picked:
             return picked
     return wired
+
+
+def stray_terminals(wired: tuple[int, ...], known: frozenset[int] | None) -> frozenset[int]:
+    """Terminals not listed as wired that the car has been seen drawing on this session."""
+    if not known:
+        return frozenset()
+    return known.difference(wired)
 
 
 def confirms(
@@ -254,7 +264,9 @@ def observe_charger(
                 m[table[terminal]] += amps
         measured = (m[0], m[1], m[2])
         threshold = settings.phase_use_threshold_a
-        drawing = frozenset(t for t in wired if currents[t] >= threshold)
+        # every terminal, wired or not: current measured where the site file says nothing is
+        # wired flows through a fuse all the same
+        drawing = frozenset(t for t in (0, 1, 2) if currents[t] >= threshold)
         reported = reading.phases_reported
         if found:  # what it was told before the engine started: the car may still draw it
             on = {table[t] for t in (drawing or frozenset(wired))}
@@ -305,7 +317,8 @@ def observe_charger(
         elif setpoint > 0:
             stopped_at = None
     base = wired if pending is not None else terminals_for(mode, wired, phases_in_use)
-    terminals = tuple(sorted(set(base) | drawing)) if drawing - set(base) else base
+    extra = drawing.union(stray_terminals(wired, phases_in_use)).difference(base)
+    terminals = tuple(sorted(extra.union(base))) if extra else base
     reserve = 0.0
     if online and vehicle is _CHARGING and setpoint >= lo and drawing:
         assert reading is not None

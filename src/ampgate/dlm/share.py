@@ -33,8 +33,19 @@ def _committed(
     """Per resource, what a charger may draw this cycle: per phase, the largest of its new
     setpoint (``amps`` on its phases; None: no change), what was in effect before
     (``before``), its measured draw, and any target it was told within a car's reaction time
-    (a slow car may still be on its way to one it was told before the last change)."""
-    m = [max(before[p], v.measured[p]) for p in range(3)]
+    (a slow car may still be on its way to one it was told before the last change).
+
+    An over-drawing car's excess is already off the capacity (``Cycle.reserved``, on the phases
+    it was accounted on then): there its measured draw counts net of that excess, so the
+    excess is counted once — the car is budgeted at the larger of its setpoints plus its
+    excess and what it is measured drawing, never at less than its measured draw.
+    """
+    reserved = cycle.reserved.get(v.id)
+    measured = v.measured
+    if reserved is None:
+        m = [max(before[p], measured[p]) for p in range(3)]
+    else:
+        m = [max(before[p], measured[p] - reserved[p]) for p in range(3)]
     since = cycle.now - CAR_REACTION_S - WRITE_S
     targets = v.recent_targets
     if targets and not _at_latest_target(v):
@@ -76,7 +87,8 @@ def hold_back_increases(cycle: Cycle, admitted: list[ChargerView]) -> None:
 
     Every online charger is counted, per phase, at the largest of its new setpoint, the one in
     effect before, its measured draw and any target it may still be moving to — a decrease
-    made this cycle has not taken effect yet — and the chargers that rise on some phase (a
+    made this cycle has not taken effect yet; an over-drawing car's excess once, see
+    :func:`_committed` — and the chargers that rise on some phase (a
     higher setpoint, or a switch to more phases), in site order, get what is left, never less
     than before, and only when ``increase_margin_a`` is left free above the increase (a dead
     band: the meter's noise at a whole-amp boundary does not make setpoints flap). A phase
