@@ -1,7 +1,9 @@
 """Daemon benchmark: cycle period, reaction to a load step, CPU per cycle and memory.
 
 Run: ``.venv/bin/python benchmarks/bench_daemon.py [--quick]``; writes
-``benchmarks/results/daemon.json`` and ``daemon.md``.
+``benchmarks/results/daemon.json`` and ``daemon.md``. With ``--http``: ``tcp-100`` next to
+``http-100`` (the same site with the HTTP server in the daemon's loop, an SSE client and a
+scrape every 15 s, see ``daemon_http.py``), written to ``daemon_http.json`` and ``daemon_http.md``.
 
 Scenarios (each daemon runs in its own process, the simulators in another, so CPU time and
 resident memory are the daemon's alone):
@@ -37,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import daemon_http
 
 RESULTS = Path(__file__).parent / "results"
 METER_UNIT = 100
@@ -130,7 +134,7 @@ def site_text(chargers: int, ports: dict, pty: str | None) -> str:
         "[dlm]\ncycle_seconds = 1.0\nwatchdog_seconds = 30\nramp_up_amps_per_second = 10\n"
         'restart_delay_seconds = 0\nslow_poll_every = 10\nfailsafe_policy = "fixed"'
     )
-    lines.append('[metrics]\nenabled = false\n[log]\nlevel = "error"\nformat = "json"')
+    lines.append('[http]\nenabled = false\n[log]\nlevel = "error"\nformat = "json"')
     return "\n\n".join(lines) + "\n"
 
 
@@ -183,7 +187,8 @@ async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dic
             site_text(chargers, ports, pty_pair[1] if pty_pair else None)
         )
         assert config is not None, problems
-        gateway = Gateway(config)
+        serving = await daemon_http.serve(config, __file__, rss_mb) if kind == "http" else None
+        gateway = serving.gateway if serving is not None else Gateway(config)
         await gateway.start()
         ends: list[float] = []
         durations: list[float] = []
@@ -246,6 +251,7 @@ async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dic
         stop.set()
         await runner
         memory = rss_mb()
+        served = await serving.finish() if serving is not None else {}
         await gateway.shutdown(write=False)
         child.stdin.write(b"quit\n")
         await child.stdin.drain()
@@ -282,6 +288,7 @@ async def run_scenario(kind: str, chargers: int, cycles: int, steps: int) -> dic
             (r - a for r, a in zip(reactions_first, after_meter, strict=False)), default=None
         ),
         "reaction_bound_s": 1.0 + (write_wire + in_flight if kind == "rtu" else 0.0),
+        **served,
     }
 
 
@@ -356,21 +363,34 @@ def main() -> int:
     parser.add_argument("--pty", help=argparse.SUPPRESS)
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--http",
+        action="store_true",
+        help="tcp-100 next to http-100 (HTTP server, an SSE client, scrapes): daemon_http.md",
+    )
+    parser.add_argument("--cycles", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sse-client", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--report", action="store_true", help="rewrite daemon.md from daemon.json only"
     )
     args = parser.parse_args()
     if args.serve is not None:
         asyncio.run(serve(args.serve, args.pty))
         return 0
+    if args.sse_client:
+        daemon_http.sse_client(args.sse_client)
+        return 0
     if args.report:
         saved = json.loads((RESULTS / "daemon.json").read_text())
         (RESULTS / "daemon.md").write_text(markdown(saved["results"], saved["meta"]))
         return 0
     cycles, steps = (5, 3) if args.quick else (10, 5)
+    cycles = args.cycles or cycles
     if args.scenario:
         kind, n = args.scenario.split("-")
         print(json.dumps(asyncio.run(run_scenario(kind, int(n), cycles, steps))))
         return 0
+    if args.http:
+        return run_http(args.quick)
     scenarios = ["tcp-10", "tcp-50", "tcp-100"]
     if shutil.which("socat"):
         scenarios.append("rtu-8")
@@ -420,6 +440,37 @@ def main() -> int:
     (RESULTS / "daemon.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     (RESULTS / "daemon.md").write_text(markdown(results, meta))
     print(markdown(results, meta))
+    return 0
+
+
+def run_http(quick: bool) -> int:
+    """tcp-100 and http-100 over 30 cycles each (15 quick), so a few scrapes fall inside."""
+    cycles = "15" if quick else "30"
+    results = []
+    for scenario in ("tcp-100", "http-100"):
+        cmd = [sys.executable, __file__, "--scenario", scenario, "--cycles", cycles]
+        out = subprocess.run(
+            [*cmd, *(["--quick"] if quick else [])],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    meta = {
+        "command": "python benchmarks/bench_daemon.py --http" + (" --quick" if quick else ""),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "goals": daemon_http.goals(results),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    saved = {"meta": meta, "results": results}
+    (RESULTS / "daemon_http.json").write_text(json.dumps(saved, indent=2))
+    (RESULTS / "daemon_http.md").write_text(daemon_http.markdown(results, meta))
+    print(daemon_http.markdown(results, meta))
     return 0
 
 

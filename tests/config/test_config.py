@@ -186,7 +186,7 @@ failsafe_policy = "fixed"
 
 def test_unknown_keys_are_named_with_the_allowed_keys():
     problems = problems_of(BASE + "colour = 'red'\n\n[dlmm]\ncycle_seconds = 1\n")
-    sections = "buses, chargers, dlm, ems, groups, log, meters, metrics, site"
+    sections = "buses, chargers, dlm, ems, groups, http, log, meters, mqtt, site"
     assert f"dlmm: unknown section; allowed sections: {sections}" in problems
     assert any(
         p.startswith("chargers.c1.colour: unknown key; allowed keys: model, bus, unit_id")
@@ -395,3 +395,19 @@ def test_check_config_prints_every_effective_dlm_value(capsys, tmp_path):
     code, out, err = _ampgate(capsys, "check-config", str(capped))
     assert code == 0, err
     assert "power cap 11 kW at 230 V, max imbalance 16 A" in out
+
+
+def test_check_config_prints_the_control_inputs(capsys, tmp_path):
+    text = BASE.replace(
+        "fallback_load = 10\n",
+        'fallback_load = 10\nexternal_limits = ["ems"]\non_limit_expiry = 8\npeak_kw = 9\n',
+    )
+    text += '[meters.grid]\nmodel = "eastron-sdm630"\nbus = "rs485"\nunit_id = 1\ngroup = "main"\n'
+    text += '[ems]\nlisten = "127.0.0.1:1502"\n'
+    site = tmp_path / "control.toml"
+    site.write_text(text)
+    code, out, err = _ampgate(capsys, "check-config", str(site))
+    assert code == 0, err
+    assert "external limits from ems (on expiry: 8 A)" in out
+    assert "quarter-hour peak 9 kW (aligned)" in out
+    assert "EMS Modbus server on 127.0.0.1:1502, unit id 1" in out

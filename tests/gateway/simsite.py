@@ -79,7 +79,7 @@ class SimSite:
             ]
         lines.append("[dlm]")
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in settings.items()]
-        lines += ["[metrics]", "enabled = false"]
+        lines += ["[http]", "enabled = false"]
         return "\n".join(lines) + "\n"
 
     def config(self, **dlm: object) -> SiteConfig:

@@ -28,6 +28,8 @@ unit_id = 2
 group = "sub"
 [ems]
 listen = "127.0.0.1:0"
+[http]
+token_file = "api.token"
 """
 
 
@@ -134,6 +136,12 @@ def test_control_keys_are_checked_against_the_rest_of_the_site(change, problem):
         text = text.replace("[groups.sub]", 'external_limits = ["http"]\n[groups.sub]', 1)
     _, problems = check_config_text(text, "site.toml")
     assert any(problem in p for p in problems), problems
+
+
+def test_http_as_a_source_needs_a_write_token():
+    text = SITE.format(expiry='"fuse"').replace('token_file = "api.token"\n', "")
+    _, problems = check_config_text(text, "site.toml")
+    assert any("'http' needs http.token_file" in p for p in problems), problems
 
 
 def test_ems_as_a_source_needs_the_ems_section():

@@ -34,7 +34,7 @@ phases = 1
 cycle_seconds = 0.2
 watchdog_seconds = 2
 ramp_up_amps_per_second = 40
-[metrics]
+[http]
 enabled = false
 """
 

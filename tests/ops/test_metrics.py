@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import shutil
@@ -14,9 +15,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ampgate.errors import ConfigError
-from ampgate.interfaces.http import MetricsHttpServer, default_stall_limit, health
+from ampgate.interfaces.api import make_app
+from ampgate.interfaces.health import default_stall_limit, health
+from ampgate.interfaces.http import HttpServer
 from ampgate.interfaces.metrics import JOULES_PER_KWH, build_registry
 from ampgate.interfaces.snapshot import DaemonSnapshot, LoopHealth, SnapshotStore
+from interfaces.served import served as serving
 
 from .conftest import realistic_snapshot
 
@@ -33,12 +37,8 @@ def _get(url: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def served(store: SnapshotStore):
-    server = MetricsHttpServer(store, host="127.0.0.1", port=0)
-    host, port = server.start()
-    try:
-        yield f"http://{host}:{port}", store
-    finally:
-        server.stop()
+    with serving(store) as base:
+        yield base, store
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -159,7 +159,8 @@ def test_a_scrape_reads_only_the_snapshot_store():
 
 def test_metrics_module_imports_no_modbus_code():
     code = (
-        "import sys, ampgate.interfaces.metrics, ampgate.interfaces.http; "
+        "import sys, ampgate.interfaces.metrics, ampgate.interfaces.http, "
+        "ampgate.interfaces.api; "
         "bad = [m for m in sys.modules if m.startswith(('pymodbus', 'ampgate.transport'))]; "
         "assert not bad, bad"
     )
@@ -201,11 +202,11 @@ def test_health_boundary_uses_three_cycles_plus_five_seconds():
     assert health(snap, 101.0, stall_limit_seconds=0.5)[0] == 503
 
 
-def test_port_in_use_is_a_config_error_naming_the_address(store):
-    first = MetricsHttpServer(store, port=0)
-    _host, port = first.start()
+def test_port_in_use_is_a_config_error_naming_the_key_and_the_address(store):
+    first = HttpServer(make_app(store), port=0)
+    _host, port = first.bind()
     try:
-        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
-            MetricsHttpServer(store, port=port).start()
+        with pytest.raises(ConfigError, match=rf"http\.listen: .*127\.0\.0\.1:{port}"):
+            HttpServer(make_app(store), port=port).bind()
     finally:
-        first.stop()
+        asyncio.run(first.stop())

@@ -124,18 +124,20 @@ MDWE_PROBE = textwrap.dedent(
     except PermissionError:
         pass
     import asyncio, pydantic, pymodbus.client, structlog, ampgate.cli
-    from ampgate.interfaces.http import MetricsHttpServer
+    from ampgate.interfaces.api import make_app
+    from ampgate.interfaces.http import HttpServer
     from ampgate.interfaces.snapshot import LoopHealth, DaemonSnapshot, SnapshotStore
     import time
     loop = LoopHealth(last_iteration_monotonic=time.monotonic())
     store = SnapshotStore(DaemonSnapshot(loop=loop))
-    server = MetricsHttpServer(store, port=0)
-    host, port = server.start()
     async def main():
-        return await asyncio.to_thread(
+        server = HttpServer(make_app(store), port=0)
+        host, port = await server.start()
+        status = await asyncio.to_thread(
             lambda: urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5).status)
+        await server.stop()
+        return status
     status = asyncio.run(main())
-    server.stop()
     print("OK", status)
     """
 )

@@ -61,6 +61,7 @@ def test_wheel_ships_register_maps_and_py_typed(wheel: Path):
     expected = {p.name for p in (ROOT / "register_maps").glob("*.toml")}
     assert expected and maps == expected
     assert "ampgate/py.typed" in names
+    assert "ampgate/interfaces/static/status.html" in names  # the status page
     assert not any(n.startswith(("tests/", "src/")) for n in names)
 
 

@@ -20,6 +20,34 @@ def _amps(values: tuple[float, float, float] | None) -> str:
     return " / ".join(f"{p} {v:g} A" for p, v in zip(PHASES, values, strict=True))
 
 
+def describe_mqtt(site: SiteConfig, out: TextIO) -> None:
+    """Print the effective ``[mqtt]`` settings, defaults included (never the password)."""
+    mqtt = site.mqtt
+    if mqtt is None:
+        return
+    name = site.site.name
+    tls = "tls on" if mqtt.tls else "tls off"
+    if mqtt.tls:
+        tls += f", CA {mqtt.ca_file}" if mqtt.ca_file else ", system CAs"
+    login = "anonymous"
+    if mqtt.username is not None:
+        login = f"user {mqtt.username}"
+        if mqtt.password_file is not None:
+            login += f" (password from {mqtt.password_file})"
+    print(
+        f"mqtt to {mqtt.host}:{mqtt.effective_port()} ({tls}), {login}, client id "
+        f"{mqtt.effective_client_id(name)}, qos {mqtt.qos}",
+        file=out,
+    )
+    print(
+        f"  topics under {mqtt.effective_topic_prefix(name)} (status, events, charger/*, meter/*, "
+        f"group/*); measurements at most every {mqtt.measurement_interval_seconds:g} s",
+        file=out,
+    )
+    discovery = f"under {mqtt.discovery_prefix}" if mqtt.homeassistant_discovery else "off"
+    print(f"  Home Assistant discovery {discovery}", file=out)
+
+
 def describe_site(site: SiteConfig, out: TextIO) -> None:
     """Print a summary of a valid site: buses, devices, the group tree and the failsafe plan."""
     from ampgate.config.to_engine import failsafe_plan, phase_loads
@@ -48,6 +76,12 @@ def describe_site(site: SiteConfig, out: TextIO) -> None:
             extra += f", power cap {g.power_cap_kw:g} kW at {g.nominal_voltage:g} V"
         if g.max_imbalance is not None:
             extra += f", max imbalance {g.max_imbalance:g} A"
+        if g.external_limits:
+            expiry = g.on_limit_expiry
+            after = "the fuse" if isinstance(expiry, str) else f"{expiry:g} A"
+            extra += f", external limits from {', '.join(g.external_limits)} (on expiry: {after})"
+        if g.peak_kw is not None:
+            extra += f", quarter-hour peak {g.peak_kw:g} kW ({g.peak_window})"
         print(
             f"  {pad}{group}: {_amps(g.limit)} / {_amps(g.operator_limit)} / "
             f"{_amps(g.headroom)} / {_amps(g.fallback_load)}{extra}",
@@ -86,7 +120,20 @@ def describe_site(site: SiteConfig, out: TextIO) -> None:
             for i, p in enumerate(PHASES)
         )
         print(f"  if ampgate stops, {name} carries (failsafe + fallback / fuse): {worst}", file=out)
-    print(f"metrics on {site.metrics.listen}", file=out)
+    if site.http.enabled:
+        writes = (
+            "writes need the token in " + site.http.token_file
+            if site.http.token_file
+            else "writes off"
+        )
+        served = "status page /, API /api/v1, /metrics, /healthz"
+        print(f"http on {site.http.listen}: {served} ({writes})", file=out)
+    else:
+        print("http off (no status page, API or /metrics)", file=out)
+    if site.ems is not None:
+        print(f"EMS Modbus server on {site.ems.listen}, unit id {site.ems.unit_id}", file=out)
+    if site.mqtt is not None:
+        describe_mqtt(site, out)
     print("dlm (effective values, defaults included):", file=out)
     for key, value in site.dlm.model_dump().items():
         shown = f"{value:g}" if isinstance(value, float) else str(value)
@@ -101,6 +148,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
+    for deprecation in site.deprecations:
+        print(f"{args.file}: warning: {deprecation}", file=sys.stderr)
     print(f"{args.file}: valid")
     describe_site(site, sys.stdout)
     return EXIT_OK
@@ -123,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``ampgate demo``: a simulated site under the real gateway loop, no hardware needed."""
     from ampgate.demo.run import demo_main
 
-    return demo_main(args.duration, args.chargers, args.cycle, args.metrics_listen)
+    return demo_main(args.duration, args.chargers, args.cycle, args.listen, args.mqtt)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -138,9 +187,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--chargers", type=int, default=4, help="simulated chargers (default 4)")
     p.add_argument("--cycle", type=float, default=1.0, help="control cycle in seconds (1)")
     p.add_argument(
+        "--listen",
         "--metrics-listen",
+        dest="listen",
         default="127.0.0.1:9740",
-        help="HOST:PORT of /metrics (a busy port falls back to any free one)",
+        help="HOST:PORT of the status page, the API and /metrics (a busy port falls back to "
+        "any free one)",
+    )
+    p.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="also publish the site to this MQTT broker (topics under ampgate/demo, Home "
+        "Assistant discovery on)",
     )
     p.set_defaults(func=cmd_demo)
     p = subparsers.add_parser("run", help="run the gateway for a site file")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ampgate.config.schema import MIN_CHARGING_CURRENT, GroupConfig, MeterConfig
 
-SOURCE_SECTIONS = {"ems": "ems"}
+SOURCE_SECTIONS = {"ems": "ems", "mqtt": "mqtt"}
 """External-limit sources that need a section of their own to exist (the server they come
 through)."""
 
@@ -28,6 +28,17 @@ def control_input_problems(valid: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"{where}.external_limits: {group.external_limits} names a source twice; "
                 "allowed: each of 'http', 'mqtt', 'ems' once"
+            )
+        http = valid.get("http")
+        if "http" in group.external_limits and http is not None and not http.enabled:
+            problems.append(
+                f"{where}.external_limits: 'http' needs the HTTP server, but http.enabled is "
+                "false; allowed: enable it or remove 'http'"
+            )
+        elif "http" in group.external_limits and http is not None and http.token_file is None:
+            problems.append(
+                f"{where}.external_limits: 'http' needs http.token_file (HTTP writes are off "
+                "without a token); allowed: set it or remove 'http'"
             )
         for source in group.external_limits:
             section = SOURCE_SECTIONS.get(source)

@@ -16,9 +16,12 @@ A site file has these sections (see ``examples/*.toml`` for annotated files)::
                   device_stale_seconds, watchdog_seconds, failsafe_policy, shutdown,
                   slow_poll_every, and the engine's finer knobs (phase switching, over- and
                   under-draw, margins, rotation periods): every field of DlmConfig below
-    [metrics]     listen
+    [http]        listen, enabled, token_file (``[metrics] listen`` is read as ``[http] listen``)
     [log]         format, level
     [ems]         listen, unit_id (the Modbus TCP server for energy managers; absent = off)
+    [mqtt]        host, port, username, password_file, tls, ca_file, topic_prefix, qos,
+                  homeassistant_discovery, discovery_prefix, client_id,
+                  measurement_interval_seconds (the MQTT publisher; absent = off)
 
 The models check one value or one table at a time; what spans sections (references, unique
 addresses, the fuse tree, the failsafe plan) is checked by :mod:`ampgate.config.validate`.
@@ -260,24 +263,37 @@ class DlmConfig(_Section):
     on the difference (A)."""
 
 
-class MetricsConfig(_Section):
-    """The Prometheus /metrics and /healthz endpoint."""
+def _check_host_port(value: str) -> str:
+    """Accept ``HOST:PORT`` (``[::1]:9740`` for IPv6) with a port 0–65535."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT; allowed e.g. '127.0.0.1:9740'")
+    return value
+
+
+class HttpConfig(_Section):
+    """The one HTTP server: /metrics, /healthz, the read API under /api/v1, the status page."""
 
     listen: str = "127.0.0.1:9740"
+    """``HOST:PORT`` to serve on; loopback by default (port 0 picks a free one)."""
     enabled: bool = True
+    token_file: str | None = Field(default=None, min_length=1)
+    """A file holding the bearer token that write requests must carry; without it every write
+    endpoint answers 403. A relative path is taken from the site file's folder."""
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"{value!r} is not HOST:PORT; allowed e.g. '127.0.0.1:9740'")
-        return value
+        return _check_host_port(value)
 
     def host_port(self) -> tuple[str, int]:
         """Return ``(host, port)`` of ``listen``."""
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+DEPRECATED_METRICS_KEYS: tuple[str, ...] = ("listen", "enabled")
+"""Keys of the old ``[metrics]`` section, read as the same keys of ``[http]``."""
 
 
 class LogConfig(_Section):
@@ -308,6 +324,81 @@ class EmsConfig(_Section):
         return host.strip("[]"), int(port)
 
 
+MQTT_PORT = 1883
+MQTTS_PORT = 8883
+
+
+def topic_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a topic prefix (wildcards, empty levels), or None if it can."""
+    if not value:
+        return "is empty; allowed: levels separated by '/', e.g. 'ampgate/depot'"
+    if "+" in value or "#" in value:
+        return f"{value!r} has a wildcard ('+' or '#'); allowed: a topic without wildcards"
+    if "\x00" in value:
+        return f"{value!r} has a NUL character; allowed: printable text"
+    if "" in value.split("/"):
+        return (
+            f"{value!r} has an empty level (a leading, trailing or doubled '/'); "
+            "allowed: levels separated by single '/', e.g. 'ampgate/depot'"
+        )
+    return None
+
+
+def topic_slug(name: str) -> str:
+    """``name`` as one topic level and Home Assistant id: every character outside letters,
+    digits, ``-`` and ``_`` becomes ``_`` ("Depot North" -> "Depot_North")."""
+    slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in name)
+    return slug or "site"
+
+
+class MqttConfig(_Section):
+    """The MQTT publisher: state, events and Home Assistant discovery (``docs/integration.md``)."""
+
+    host: str = Field(min_length=1)
+    """The broker's host name or address."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """The broker's port; default 1883, or 8883 with ``tls``."""
+    username: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, min_length=1)
+    """A file whose first line is the password (needs ``username``). A relative path is taken
+    from the site file's folder."""
+    tls: bool = False
+    ca_file: str | None = Field(default=None, min_length=1)
+    """The CA certificate(s) that sign the broker's certificate (PEM; needs ``tls``); default:
+    the system's CAs."""
+    topic_prefix: str | None = None
+    """Where ampgate publishes; default ``ampgate/<[site] name>``."""
+    qos: Literal[0, 1, 2] = 1
+    homeassistant_discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """The MQTT client identifier; default ``ampgate-<[site] name>``."""
+    measurement_interval_seconds: float = Field(default=5.0, ge=0, le=3600)
+    """Measurements (currents, power, energy) are published when they change, at most this
+    often per device; states (online, vehicle, setpoint) the cycle they change."""
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None and (problem := topic_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    def effective_port(self) -> int:
+        """``port``, or the MQTT default for ``tls`` (8883) or plain TCP (1883)."""
+        if self.port is not None:
+            return self.port
+        return MQTTS_PORT if self.tls else MQTT_PORT
+
+    def effective_topic_prefix(self, site_name: str) -> str:
+        """``topic_prefix``, or ``ampgate/<site name>`` (the name as one topic level)."""
+        return self.topic_prefix or f"ampgate/{topic_slug(site_name)}"
+
+    def effective_client_id(self, site_name: str) -> str:
+        """``client_id``, or ``ampgate-<site name>``."""
+        return self.client_id or f"ampgate-{topic_slug(site_name)}"
+
+
 class SiteInfo(_Section):
     """Site metadata."""
 
@@ -323,12 +414,17 @@ class SiteConfig(_Section):
     meters: dict[str, MeterConfig] = {}
     chargers: dict[str, ChargerConfig]
     dlm: DlmConfig = DlmConfig()
-    metrics: MetricsConfig = MetricsConfig()
+    http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     ems: EmsConfig | None = None
     """The EMS Modbus server; absent = off."""
+    mqtt: MqttConfig | None = None
+    """The MQTT publisher; absent = off."""
     source: str = ""
     """Path of the file this was read from."""
+    deprecations: tuple[str, ...] = ()
+    """One line per deprecated key the file uses (``metrics.listen``), for check-config and the
+    daemon to warn about."""
 
     def ancestors(self, group: str) -> list[str]:
         """Return ``group`` and every fuse above it, nearest first."""

@@ -22,7 +22,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ampgate.config.control_rules import control_input_problems
+from ampgate.config.mqtt_rules import mqtt_problems
 from ampgate.config.schema import (
+    DEPRECATED_METRICS_KEYS,
     MIN_CHARGING_CURRENT,
     PHASES,
     WATCHDOG_MIN_CYCLES,
@@ -30,9 +32,10 @@ from ampgate.config.schema import (
     DlmConfig,
     EmsConfig,
     GroupConfig,
+    HttpConfig,
     LogConfig,
     MeterConfig,
-    MetricsConfig,
+    MqttConfig,
     SerialBusConfig,
     SiteConfig,
     SiteInfo,
@@ -44,10 +47,10 @@ from ampgate.errors import ConfigError
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "site": SiteInfo,
     "dlm": DlmConfig,
-    "metrics": MetricsConfig,
+    "http": HttpConfig,
     "log": LogConfig,
 }
-_OPTIONAL_SECTION_MODELS: dict[str, type[BaseModel]] = {"ems": EmsConfig}
+_OPTIONAL_SECTION_MODELS: dict[str, type[BaseModel]] = {"ems": EmsConfig, "mqtt": MqttConfig}
 """Sections that switch a feature on by being present (absent = off, not defaults)."""
 _NAMED_MODELS: dict[str, type[BaseModel]] = {
     "groups": GroupConfig,
@@ -106,8 +109,20 @@ def _pydantic_problems(prefix: str, model: type[BaseModel], exc: ValidationError
         elif kind == "value_error":
             problems.append(f"{path}: {err['msg'].removeprefix('Value error, ')}")
         else:
-            problems.append(f"{path}: {value}: {err['msg']}")
+            problems.append(f"{path}: {value} is not allowed; allowed: {_expected(err['msg'])}")
     return problems
+
+
+def _expected(message: str) -> str:
+    """What pydantic's message says a value should be: "Input should be a valid integer" ->
+    "a valid integer", "String should have at least 1 character" -> "a string with at least
+    1 character"."""
+    subject, sep, rest = message.partition(" should ")
+    if not sep:
+        return message[:1].lower() + message[1:]
+    if subject == "Input":
+        return rest.removeprefix("be ")
+    return f"a {subject.lower()} with {rest.removeprefix('have ')}"
 
 
 def _model_catalogue() -> dict[str, str]:
@@ -131,17 +146,21 @@ def _model_catalogue() -> dict[str, str]:
 class _Checker:
     """Collects every problem of a raw TOML document; builds the SiteConfig when there is none."""
 
-    def __init__(self, raw: dict[str, Any], catalogue: Mapping[str, str]) -> None:
+    def __init__(self, raw: dict[str, Any], catalogue: Mapping[str, str], source: str = "") -> None:
+        self.source = source
+        """The site file's path: relative file names in it are taken from its folder."""
         self.raw = raw
         self.catalogue = catalogue
         self.problems: list[str] = []
         self.valid: dict[str, Any] = {}
         self.partial = False
         """True when some entry only validated after dropping its bad keys."""
+        self.deprecations: list[str] = []
 
     def run(self) -> None:
         known = set(_SECTION_MODELS) | set(_OPTIONAL_SECTION_MODELS) | set(_NAMED_MODELS)
         known.add("buses")
+        self._read_deprecated_metrics()
         for key in self.raw:
             if key not in known:
                 self.problems.append(
@@ -163,8 +182,47 @@ class _Checker:
         self._check_groups()
         self._check_watchdog()
         self.problems.extend(control_input_problems(self.valid))
+        self.problems.extend(mqtt_problems(self.valid, self.source))
         if self._tree_sound():
             self._check_failsafe()
+
+    def _read_deprecated_metrics(self) -> None:
+        """Read the old ``[metrics]`` section's keys as the same keys of ``[http]``.
+
+        Each one used is a deprecation; one given in both sections, or a key ``[metrics]``
+        never had, is a problem naming the keys.
+        """
+        if "metrics" not in self.raw:
+            return
+        legacy = self.raw.pop("metrics")
+        http = self.raw.get("http", {})
+        if not isinstance(legacy, Mapping) or not isinstance(http, Mapping):
+            if not isinstance(legacy, Mapping):
+                self.problems.append(f"metrics: {_fmt_value(legacy)} is not a table")
+            return
+        merged = dict(http)
+        for key, value in legacy.items():
+            if key not in DEPRECATED_METRICS_KEYS:
+                self.problems.append(
+                    f"metrics.{key}: unknown key; [metrics] is deprecated, its keys "
+                    f"({', '.join(DEPRECATED_METRICS_KEYS)}) now live in [http]"
+                )
+            elif key in http:
+                self.problems.append(
+                    f"metrics.{key} and http.{key}: both are set; allowed: only http.{key} "
+                    f"(metrics.{key} is its deprecated name)"
+                )
+            else:
+                try:
+                    HttpConfig.model_validate({key: value})
+                except ValidationError as exc:
+                    self.problems.extend(_pydantic_problems("metrics", HttpConfig, exc))
+                    continue
+                merged[key] = value
+                self.deprecations.append(
+                    f"metrics.{key} is deprecated; write it as http.{key} (same meaning)"
+                )
+        self.raw["http"] = merged
 
     def _tree_sound(self) -> bool:
         """True when the failsafe check can run: every charger and group usable, refs resolve."""
@@ -396,9 +454,10 @@ class _Checker:
             meters=self.valid.get("meters", {}),
             chargers=self.valid.get("chargers", {}),
             dlm=self.valid.get("dlm", DlmConfig()),
-            metrics=self.valid.get("metrics", MetricsConfig()),
+            http=self.valid.get("http", HttpConfig()),
             log=self.valid.get("log", LogConfig()),
             source=self.raw.get("__source__", ""),
+            deprecations=tuple(self.deprecations),
             **{k: self.valid[k] for k in _OPTIONAL_SECTION_MODELS if k in self.valid},
         )
 
@@ -418,7 +477,9 @@ def check_config_data(
     raw: Mapping[str, Any], source: str = "<data>", catalogue: Mapping[str, str] | None = None
 ) -> tuple[SiteConfig | None, list[str]]:
     """Validate a site file already parsed into tables (as :func:`check_config_text` does)."""
-    checker = _Checker(dict(raw), catalogue if catalogue is not None else _model_catalogue())
+    checker = _Checker(
+        dict(raw), catalogue if catalogue is not None else _model_catalogue(), source
+    )
     checker.run()
     if checker.problems:
         return None, checker.problems

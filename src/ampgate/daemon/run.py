@@ -1,12 +1,13 @@
-"""The daemon process: logging, metrics server, sd_notify, signals and config reload.
+"""The daemon process: logging, the HTTP server, sd_notify, signals and config reload.
 
 ``SIGTERM``/``SIGINT`` stop the loop, write the shutdown current and exit within a few seconds.
 ``SIGHUP`` re-reads the config file: a valid one replaces the running gateway (the engine state
-of chargers that stay is kept) and applies its ``[log]`` and ``[metrics]`` sections (logging is
-reconfigured, the metrics server moves to a new ``listen`` address); an invalid one is logged
+of chargers that stay is kept) and applies its ``[log]`` and ``[http]`` sections (logging is
+reconfigured, the HTTP server moves to a new ``listen`` address); an invalid one is logged
 problem by problem and the old one keeps running. systemd is told ``READY=1`` once the first
 cycle has run (the chargers found above their share are lowered by then), and again after a
-reload.
+reload. With ``[mqtt]`` the publisher runs as a task of its own (it reads the snapshot store
+only); a changed ``[mqtt]`` on reload restarts it, and a stop says ``offline`` on the broker.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ampgate.config import MetricsConfig, SiteConfig, check_config, load_config
+from ampgate.config import SiteConfig, check_config, load_config
 from ampgate.daemon import systemd
+from ampgate.daemon.http_service import HttpService
 from ampgate.errors import ConfigError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.loop import Gateway
 from ampgate.interfaces.control import ControlChannel
 from ampgate.interfaces.ems import EmsServer
-from ampgate.interfaces.http import MetricsHttpServer
+from ampgate.interfaces.mqtt import MqttPublisher
 from ampgate.interfaces.snapshot import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
 
@@ -52,15 +54,16 @@ class Daemon:
         """External limits from the servers to whichever gateway runs (kept over reloads)."""
         self.gateway = Gateway(config, store=self.store, events=self.events, control=self.control)
         self.ems: EmsServer | None = None
-        self.metrics_wanted = serve_metrics
-        self.serve_metrics = serve_metrics and config.metrics.enabled
+        self.mqtt: MqttPublisher | None = None
+        """The MQTT publisher while ``[mqtt]`` is present."""
+        self.http = HttpService(self.store, wanted=serve_metrics, control=self.control)
+        """The HTTP server (status page, API, /metrics); ``serve_metrics=False``: none."""
         self.ready = False
         """True once systemd was told READY=1 (after the first cycle)."""
         self.on_cycle = on_cycle
         self.stop_event = asyncio.Event()
         self._reload_requested = False
         self._stop_requested = False
-        self.http: Any = None
         self.log = get_logger("ampgate.daemon")
 
     def request_stop(self) -> None:
@@ -73,37 +76,19 @@ class Daemon:
         self._reload_requested = True
         self.stop_event.set()
 
-    def _start_metrics(self, metrics: MetricsConfig | None = None) -> None:
-        """Serve metrics on ``metrics`` (the running config's section by default), if enabled;
-        ConfigError naming the address when it cannot be bound."""
-        metrics = metrics if metrics is not None else self.config.metrics
-        self.serve_metrics = self.metrics_wanted and metrics.enabled
-        if not self.serve_metrics:
-            return
-        host, port = metrics.host_port()
-        self.http = MetricsHttpServer(self.store, host=host, port=port)
-        self.http.start()
-        self.log.info("metrics_listening", host=host, port=self.http_port)
+    def open_http(self) -> None:
+        """Bind the HTTP address now (before anything else starts); ConfigError naming
+        ``[http] listen`` or ``[http] token_file`` when it cannot be served."""
+        self.http.open(self.config)
 
-    def _move_metrics(self, old: SiteConfig) -> None:
-        """Serve metrics as the reloaded ``[metrics]`` says; if its address cannot be bound,
-        keep serving on the old one (a reload never takes the metrics away)."""
-        if self.http is not None:
-            self.http.stop()
-            self.http = None
-        for metrics in (self.config.metrics, old.metrics):
-            try:
-                self._start_metrics(metrics)
-                return
-            except ConfigError as exc:
-                self.http = None
-                self.log.error("metrics_listen_failed", listen=metrics.listen, problem=str(exc))
-        self.serve_metrics = False
+    def _warn_deprecations(self, site: SiteConfig) -> None:
+        for deprecation in site.deprecations:
+            self.log.warning("config_deprecated", file=site.source, problem=deprecation)
 
     @property
     def http_port(self) -> int | None:
-        """The port the metrics server listens on (None when not serving)."""
-        return self.http.address[1] if self.http is not None else None
+        """The port the HTTP server listens on (None when not serving)."""
+        return self.http.port
 
     async def _move_ems(self, new: SiteConfig) -> None:
         """Serve the EMS map of the reloaded site (its groups may have changed); when the new
@@ -130,6 +115,34 @@ class Daemon:
             self.log.info("ems_listening", host=server.host, port=server.port)
             return
 
+    def _start_mqtt(self, site: SiteConfig) -> None:
+        """Start publishing on MQTT when ``[mqtt]`` is present (it connects on its own)."""
+        if site.mqtt is None:
+            return
+        self.mqtt = MqttPublisher(
+            site.mqtt,
+            self.store,
+            site=site.site.name,
+            source=site.source,
+            limits=(site, self.control),
+        )
+        self.mqtt.start()
+
+    async def _move_mqtt(self, old: SiteConfig, new: SiteConfig) -> None:
+        """Restart the publisher when the reloaded ``[mqtt]`` (or the site name its default
+        topics come from) changed, or whether any group takes MQTT limits (the subscription);
+        ``offline`` is published on the old connection first. Otherwise limits are checked
+        against the new groups from now on."""
+        same = (old.mqtt, old.site.name, old.source) == (new.mqtt, new.site.name, new.source)
+        if same and _takes_mqtt_limits(old) == _takes_mqtt_limits(new):
+            if self.mqtt is not None:
+                self.mqtt.limits = (new, self.control)
+            return
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+            self.mqtt = None
+        self._start_mqtt(new)
+
     async def _reload(self) -> None:
         if self.path is None:
             return
@@ -150,9 +163,10 @@ class Daemon:
                 "logging_reconfigured", log_format=new.log.format, log_level=new.log.level
             )
             configure_logging(new.log.format, new.log.level)
-        if new.metrics != old.metrics:
-            self._move_metrics(old)
+        self._warn_deprecations(new)
+        await self.http.move(new)  # re-reads the token file too; nothing when all is the same
         await self._move_ems(new)
+        await self._move_mqtt(old, new)
         self.gateway = Gateway(new, store=self.store, events=self.events, control=self.control)
         self.gateway.state = old_state  # keep what the engine knew about chargers that stay
         await self.gateway.start()
@@ -161,6 +175,8 @@ class Daemon:
 
     async def run(self) -> int:
         """Start everything, run until stopped, shut down cleanly; return the exit code."""
+        self._warn_deprecations(self.config)
+        self.open_http()
         loop = asyncio.get_running_loop()
         installed = []
         for sig, handler in (
@@ -173,12 +189,13 @@ class Daemon:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread / platform
                 pass
-        self._start_metrics()
         try:
+            await self.http.start(self.config)
             if self.config.ems is not None:
                 self.ems = EmsServer(self.config, self.store, self.control)
                 await self.ems.start()
                 self.log.info("ems_listening", host=self.ems.host, port=self.ems.port)
+            self._start_mqtt(self.config)
             await self.gateway.start()
             self.log.info("daemon_started", site=self.config.site.name)
             while True:
@@ -192,10 +209,11 @@ class Daemon:
             systemd.notify_stopping()
             self.log.info("daemon_stopping", policy=self.config.dlm.shutdown)
             await self.gateway.shutdown(timeout=SHUTDOWN_WRITE_SECONDS)
-            if self.http is not None:
-                self.http.stop()
+            await self.http.stop()
             if self.ems is not None:
                 await self.ems.stop()
+            if self.mqtt is not None:
+                await self.mqtt.stop()
             for sig in installed:
                 loop.remove_signal_handler(sig)
         self.log.info("daemon_stopped")
@@ -216,3 +234,7 @@ def run_daemon(path: str | Path) -> int:
     config = load_config(path)
     configure_logging(config.log.format, config.log.level)
     return asyncio.run(Daemon(config, path).run())
+
+
+def _takes_mqtt_limits(site: SiteConfig) -> bool:
+    return any("mqtt" in g.external_limits for g in site.groups.values())

@@ -4,7 +4,8 @@ N simulated EVC2 chargers share a simulated RS485 line (Modbus RTU over a socat 
 Modbus TCP when socat is missing, and the view says so), an Eastron SDM630 at the main fuse
 answers over Modbus TCP, the building load rises and falls, and cars with different phase counts
 plug in and out. The gateway is the same :class:`~ampgate.daemon.run.Daemon` as ``ampgate run``,
-serving /metrics; a live view (or plain lines when stdout is not a terminal) shows each cycle.
+serving the status page (its address is the first line printed), the API and /metrics; a live
+view (or plain lines when stdout is not a terminal) shows each cycle.
 """
 
 from __future__ import annotations
@@ -105,8 +106,16 @@ class DemoSite:
             await server.stop()
 
 
-def site_text(chargers: int, charger_bus: str, meter_port: int, cycle: float, listen: str) -> str:
-    """The demo's site file (what ``ampgate check-config`` would accept)."""
+def site_text(
+    chargers: int,
+    charger_bus: str,
+    meter_port: int,
+    cycle: float,
+    listen: str,
+    mqtt: str | None = None,
+) -> str:
+    """The demo's site file (what ``ampgate check-config`` would accept); ``mqtt``
+    (``HOST:PORT``) adds an ``[mqtt]`` section publishing to that broker."""
     lines = [
         '[site]\nname = "demo"',
         charger_bus,
@@ -126,8 +135,24 @@ def site_text(chargers: int, charger_bus: str, meter_port: int, cycle: float, li
         "ramp_up_amps_per_second = 4\nrestart_delay_seconds = 10\nslow_poll_every = 10\n"
         'failsafe_policy = "share"'
     )
-    lines.append(f'[metrics]\nlisten = "{listen}"')
+    lines.append(f'[http]\nlisten = "{listen}"')
+    if mqtt is not None:
+        host, port = broker_address(mqtt)
+        lines.append(f'[mqtt]\nhost = "{host}"\nport = {port}')
     return "\n\n".join(lines) + "\n"
+
+
+def broker_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` of ``--mqtt`` (port 1883 when left out); ConfigError naming the option."""
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        host, port = text, "1883"
+    allowed = "allowed: HOST:PORT of an MQTT broker, port 1-65535"
+    if not host or any(c in host for c in ' "[]\\'):
+        raise ConfigError(f"--mqtt {text!r} is not allowed; {allowed}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--mqtt {text!r}: port {port!r} is not allowed; {allowed}")
+    return host, int(port)
 
 
 async def start_demo_site(chargers: int, ptys: tuple[str, str] | None) -> tuple[DemoSite, str]:
@@ -191,27 +216,42 @@ async def run_demo(
     cycle: float = 1.0,
     listen: str = "127.0.0.1:9740",
     out: TextIO = sys.stdout,
+    mqtt: str | None = None,
 ) -> int:
-    """Run the demo for ``duration`` seconds (until Ctrl-C when None); return the exit code."""
+    """Run the demo for ``duration`` seconds (until Ctrl-C when None); return the exit code.
+
+    ``mqtt`` (``HOST:PORT``): also publish the site to that broker, Home Assistant discovery
+    included."""
     live = out.isatty()
     configure_logging("console" if live else "json", "error" if live else "warning")
     with pty_pair() as ptys:
         site, bus = await start_demo_site(chargers, ptys)
         try:
-            config = _config(chargers, bus, site, cycle, listen)
+            config = _config(chargers, bus, site, cycle, listen, mqtt)
             header = (
                 f"ampgate demo: {chargers} simulated EVC2 chargers under a 3 x {FUSE_AMPS:g} A "
                 f"fuse\n{site.transport}"
             )
             daemon = Daemon(config, on_cycle=None)
+            daemon.open_http()  # bound now, so its address can be the first line
+            pages = ""
+            if daemon.http_port is not None:
+                host = daemon.http.host
+                base = f"http://{host}:{daemon.http_port}"
+                out.write(f"status page: {base}/\n")
+                out.flush()
+                pages = f"\nstatus page: {base}/ (API {base}/api/v1/site, metrics {base}/metrics)"
+            if config.mqtt is not None:
+                prefix = config.mqtt.effective_topic_prefix(config.site.name)
+                broker = f"{config.mqtt.host}:{config.mqtt.effective_port()}"
+                out.write(f"mqtt: publishing to {broker} under {prefix}/\n")
+                out.flush()
+                pages += f"\nmqtt: {broker} under {prefix}/"
             screen = DemoScreen(out, "", live)
 
             def on_cycle(gateway: Gateway) -> None:
                 site.plug_and_unplug(time.monotonic(), every=max(6.0, 12 * cycle))
-                port = daemon.http_port
-                host = config.metrics.host_port()[0]
-                metrics = f"\nmetrics: http://{host}:{port}/metrics" if port else ""
-                screen.header = header + metrics + " (Ctrl-C stops)"
+                screen.header = header + pages + " (Ctrl-C stops)"
                 screen(gateway)
 
             daemon.on_cycle = on_cycle
@@ -235,17 +275,21 @@ def free_listen(listen: str) -> str:
     return listen
 
 
-def _config(chargers: int, bus: str, site: DemoSite, cycle: float, listen: str) -> SiteConfig:
+def _config(
+    chargers: int, bus: str, site: DemoSite, cycle: float, listen: str, mqtt: str | None
+) -> SiteConfig:
     meter_port = site.servers[0].port
     listen = free_listen(listen)
-    text = site_text(chargers, bus, meter_port, cycle, listen)
+    text = site_text(chargers, bus, meter_port, cycle, listen, mqtt)
     config, problems = check_config_text(text, "<demo>")
     if config is None:
         raise ConfigError("the demo site is invalid: " + "; ".join(problems), problems)
     return config
 
 
-def demo_main(duration: float | None, chargers: int, cycle: float, listen: str) -> int:
+def demo_main(
+    duration: float | None, chargers: int, cycle: float, listen: str, mqtt: str | None = None
+) -> int:
     """Entry point of ``ampgate demo``."""
     if not 1 <= chargers <= 32:
         raise ConfigError(f"--chargers {chargers} is not allowed; allowed: 1–32")
@@ -253,5 +297,7 @@ def demo_main(duration: float | None, chargers: int, cycle: float, listen: str) 
         raise ConfigError(f"--duration {duration} is not allowed; allowed: > 0 seconds")
     if not 0.2 <= cycle <= 10:
         raise ConfigError(f"--cycle {cycle} is not allowed; allowed: 0.2–10 seconds")
+    if mqtt is not None:
+        broker_address(mqtt)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(run_demo(duration, chargers, cycle, listen))
+    return asyncio.run(run_demo(duration, chargers, cycle, listen, mqtt=mqtt))

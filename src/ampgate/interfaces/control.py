@@ -109,6 +109,34 @@ def limit_request(
     return LimitRequest(group, source, amps=(l1, l2, l3), valid_for=seconds)
 
 
+BODY_KEYS = ("amps", "kw", "valid_for")
+
+
+def limit_from_body(
+    config: SiteConfig, group: str, source: LimitSource, body: object
+) -> LimitRequest:
+    """A limit request from a JSON body (HTTP ``PUT``, an MQTT ``limit/set`` payload):
+    ``{"amps": 20 | [L1, L2, L3], "valid_for": 60}`` or ``{"kw": 11, "valid_for": 60}``;
+    ``{}`` or ``null`` clears the source's limit. LimitRejected names what is wrong."""
+    if body is None or body == {}:
+        return limit_request(config, group, source, clear=True)
+    if not isinstance(body, dict):
+        raise LimitRejected(422, "body", f"{body!r} is not a JSON object; allowed: " + _SHAPE)
+    unknown = sorted(str(k) for k in body if k not in BODY_KEYS)
+    if unknown:
+        raise LimitRejected(
+            422, unknown[0], f"unknown key; allowed keys: {', '.join(BODY_KEYS)} ({_SHAPE})"
+        )
+    if "valid_for" not in body:
+        raise LimitRejected(422, "valid_for", f"missing; allowed: 1..{MAX_VALID_FOR_S} s")
+    return limit_request(
+        config, group, source, amps=body.get("amps"), kw=body.get("kw"), valid_for=body["valid_for"]
+    )
+
+
+_SHAPE = '{"amps": A or [L1, L2, L3], "valid_for": s} or {"kw": kW, "valid_for": s}'
+
+
 class ControlChannel:
     """Limit requests from the servers (any thread) to the gateway (its loop), in order."""
 

@@ -1,188 +1,140 @@
-"""The metrics and health HTTP server: ``/metrics`` (Prometheus) and ``/healthz`` (JSON).
+"""The daemon's one HTTP server: the ASGI app of :mod:`.api` under uvicorn, in the daemon's loop.
 
-Runs prometheus-client's WSGI app under :mod:`wsgiref` in a background thread, so a slow scrape
-never blocks the asyncio loop; both endpoints only read the :class:`SnapshotStore`.
+The socket is bound by :meth:`HttpServer.bind` before anything else starts, so an address in
+use is a :class:`~ampgate.errors.ConfigError` naming ``[http] listen`` and the address. uvicorn
+then serves on that socket as a task of the running loop; it installs no signal handlers (the
+daemon owns SIGTERM, SIGINT and SIGHUP). :meth:`HttpServer.stop` ends the open event streams
+first, so the graceful shutdown never waits on them.
 
-``/healthz`` answers 200 ``{"status": "ok", ...}`` while the loop's last iteration is younger
-than the stall limit, 503 with ``"stalled"`` when it is older and 503 with ``"starting"`` before
-the first iteration. The stall limit defaults to 3 × cycle + 5 s (the cycle taken from the
-snapshot's :attr:`LoopHealth.cycle_seconds`, 10 s when unknown).
-
-Default address: 127.0.0.1:9740 (loopback only), the default of ``[metrics] listen`` in the
-site configuration; put a reverse proxy or a Prometheus on the same host in front of it.
+Default address: 127.0.0.1:9740 (loopback only), the default of ``[http] listen``; put a
+reverse proxy in front of it to reach it from elsewhere.
 
 Use from the daemon::
 
-    server = MetricsHttpServer(store, host=host, port=port)  # site.metrics.host_port()
-    server.start()          # returns once the socket is bound (port 0 picks a free one)
+    server = HttpServer(make_app(store), host=host, port=port)   # site.http.host_port()
+    server.bind()           # ConfigError when the address cannot be bound
+    await server.start()    # serving (port 0 picks a free one: see server.address)
     ...
-    server.stop()
+    await server.stop()
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import logging
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Iterator
 
-from prometheus_client import make_wsgi_app
+import uvicorn
+from fastapi import FastAPI
 
 from ampgate.errors import ConfigError
-from ampgate.interfaces.metrics import build_registry
-from ampgate.interfaces.snapshot import DaemonSnapshot, SnapshotStore
+from ampgate.interfaces.api import stop_streams
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9740
-DEFAULT_CYCLE_SECONDS = 10.0
+LISTEN_KEY = "http.listen"
+SHUTDOWN_SECONDS = 2.0
+"""The longest a stop waits for requests in flight before cancelling them."""
 
 
-def default_stall_limit(cycle_seconds: float | None) -> float:
-    """The stall limit for a loop cycle: 3 × cycle + 5 s (10 s cycle when unknown)."""
-    cycle = cycle_seconds if cycle_seconds and cycle_seconds > 0 else DEFAULT_CYCLE_SECONDS
-    return 3.0 * cycle + 5.0
+class _LoopServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the process's signals belong to the daemon."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install nothing (uvicorn would replace the daemon's SIGTERM/SIGINT handling)."""
+        yield
 
 
-def health(
-    snapshot: DaemonSnapshot, now_monotonic: float, stall_limit_seconds: float | None = None
-) -> tuple[int, dict[str, Any]]:
-    """Return the HTTP status and JSON body of ``/healthz`` for a snapshot at a moment."""
-    limit = (
-        stall_limit_seconds
-        if stall_limit_seconds is not None
-        else default_stall_limit(snapshot.loop.cycle_seconds)
-    )
-    last = snapshot.loop.last_iteration_monotonic
-    body: dict[str, Any] = {
-        "version": snapshot.build.version,
-        "stall_limit_seconds": limit,
-        "cycles": snapshot.dlm.cycles_total,
-        "devices_up": sum(1 for d in snapshot.devices if d.up),
-        "devices": len(snapshot.devices),
-    }
-    if last is None:
-        return 503, {"status": "starting", "last_iteration_age_seconds": None, **body}
-    age = max(0.0, now_monotonic - last)
-    status = "ok" if age <= limit else "stalled"
-    return (200 if status == "ok" else 503), {
-        "status": status,
-        "last_iteration_age_seconds": round(age, 3),
-        **body,
-    }
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; ConfigError naming ``[http] listen`` if not."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"{LISTEN_KEY}: cannot listen on {shown}: {exc.strerror}; "
+            "allowed: an address of this host"
+        ) from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"{LISTEN_KEY}: cannot listen on {shown}: {exc.strerror or exc}; "
+            "choose a free port or another address of this host in [http] listen"
+        ) from exc
+    sock.setblocking(False)
+    return sock
 
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+class HttpServer:
+    """Serves an ASGI app on one address from the running event loop."""
 
-
-def make_app(
-    store: SnapshotStore,
-    *,
-    stall_limit_seconds: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> Callable[..., Iterable[bytes]]:
-    """The WSGI application serving ``/metrics``, ``/healthz`` and a short index at ``/``."""
-    metrics_app = make_wsgi_app(build_registry(store))
-
-    def respond(start_response, status: int, body: bytes, content_type: str) -> list[bytes]:
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-        start_response(f"{status} {_REASONS[status]}", headers)
-        return [body]
-
-    def app(environ: dict[str, Any], start_response) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            return respond(start_response, 405, b"only GET\n", "text/plain; charset=utf-8")
-        if path == "/metrics":
-            return metrics_app(environ, start_response)
-        if path == "/healthz":
-            status, body = health(store.latest(), clock(), stall_limit_seconds)
-            data = (json.dumps(body, sort_keys=True) + "\n").encode()
-            return respond(start_response, status, data, "application/json")
-        if path == "/":
-            index = b"ampgate: /metrics (Prometheus), /healthz (JSON)\n"
-            return respond(start_response, 200, index, "text/plain; charset=utf-8")
-        return respond(start_response, 404, b"not found\n", "text/plain; charset=utf-8")
-
-    return app
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not worth a log line each."""
-
-
-class MetricsHttpServer:
-    """Serves ``/metrics`` and ``/healthz`` from a background thread."""
-
-    def __init__(
-        self,
-        store: SnapshotStore,
-        *,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        stall_limit_seconds: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        """Prepare a server for ``store``; nothing is bound until :meth:`start`."""
-        self._store = store
-        self._host = host
-        self._port = port
-        self._app = make_app(store, stall_limit_seconds=stall_limit_seconds, clock=clock)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+    def __init__(self, app: FastAPI, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        """Prepare to serve ``app`` on ``host:port``; nothing is bound until :meth:`bind`."""
+        self.app = app
+        self._host, self._port = host, port
+        self._socket: socket.socket | None = None
+        self._server: _LoopServer | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound (host, port); the real port when started with port 0."""
-        if self._server is None:
+        """The bound (host, port); the real port once bound with port 0."""
+        if self._socket is None:
             return self._host, self._port
-        host, port = self._server.server_address[:2]
+        host, port = self._socket.getsockname()[:2]
         return str(host), int(port)
 
-    def start(self) -> tuple[str, int]:
-        """Bind and serve in a daemon thread; ConfigError naming the address if binding fails."""
-        if self._server is not None:
-            return self.address
-
-        server_class = _ThreadingWSGIServer
-        if ":" in self._host:
-
-            class _V6(_ThreadingWSGIServer):
-                address_family = socket.AF_INET6
-
-            server_class = _V6
-        try:
-            self._server = make_server(
-                self._host, self._port, self._app, server_class, _QuietHandler
-            )
-        except OSError as exc:
-            raise ConfigError(
-                f"metrics server cannot listen on {self._host}:{self._port}: {exc.strerror}; "
-                "choose a free port or address in the configuration"
-            ) from exc
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="ampgate-metrics-http",
-            daemon=True,
-        )
-        self._thread.start()
+    def bind(self) -> tuple[str, int]:
+        """Bind the socket now (idempotent); ConfigError naming the key and the address."""
+        if self._socket is None:
+            self._socket = bind_socket(self._host, self._port)
         return self.address
 
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+    async def start(self) -> tuple[str, int]:
+        """Bind if not yet bound and serve in a task of the running loop."""
+        self.bind()
+        if self._task is not None:
+            return self.address
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            log_level=logging.WARNING,
+            ws="none",
+            server_header=False,
+            timeout_graceful_shutdown=int(SHUTDOWN_SECONDS),
+        )
+        self._server = _LoopServer(config)
+        assert self._socket is not None
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[self._socket]), name="ampgate-http"
+        )
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():  # it failed to start: say why
+            self._task.result()
+        return self.address
+
+    async def stop(self) -> None:
+        """End the streams, stop serving and close the socket; safe to call twice."""
+        server, task, sock = self._server, self._task, self._socket
+        self._server = self._task = self._socket = None
+        stop_streams(self.app)
+        if server is not None and task is not None:
+            server.should_exit = True
+            with contextlib.suppress(TimeoutError):  # wait_for cancelled it then
+                await asyncio.wait_for(task, SHUTDOWN_SECONDS + 3)
+        if sock is not None:
+            sock.close()
