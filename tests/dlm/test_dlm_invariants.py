@@ -73,7 +73,7 @@ def expected_non_ev(
         since = memory.suspect_since if memory.suspect_since is not None else now
         good = [e for e in memory.history if e[0] <= since + 1e-9]
         assert good and now - good[-1][0] <= s.meter_hold_s
-        return list(good[-1][1])
+        return [max(h, f) for h, f in zip(good[-1][1], group.fallback_load, strict=True)]
     assert source == "fallback", source
     return list(group.fallback_load)
 

@@ -127,8 +127,9 @@ def test_paused_car_waits_for_the_restart_delay_and_its_minimum_plus_margin():
 
 
 def test_stale_meter_is_held_briefly_then_the_fallback_load_is_used():
+    # the building was above the fallback: that is held for a while, then the fallback
     site = site_of(
-        [Group("main", (40.0, 40.0, 40.0), fallback_load=(30.0, 30.0, 30.0))],
+        [Group("main", (40.0, 40.0, 40.0), fallback_load=(6.0, 6.0, 6.0))],
         [ChargerSpec("a", "main")],
         "main",
     )
@@ -142,7 +143,24 @@ def test_stale_meter_is_held_briefly_then_the_fallback_load_is_used():
         sources[now] = (alloc.accounts[0].non_ev_source, alloc.accounts[0].non_ev_load)
     assert sources[0.0] == ("meter", 10.0) and sources[3.0] == ("meter", 10.0)
     assert sources[8.0] == ("held", 10.0)  # stale (5 s) but within the 10 s hold
-    assert sources[12.0] == ("fallback", 30.0)
+    assert sources[12.0] == ("fallback", 6.0)
+
+
+def test_a_stale_meter_never_counts_less_building_load_than_the_fallback():
+    # the building may rise while the meter is not live: holding a lower reading would
+    # over-allocate (a meter frozen or reading zeros as the building steps up)
+    site = site_of(
+        [Group("main", (40.0, 40.0, 40.0), fallback_load=(30.0, 30.0, 30.0))],
+        [ChargerSpec("a", "main")],
+        "main",
+    )
+    good = MeterReading((10.0, 10.0, 10.0), 0.0)
+    state = EngineState()
+    for now in (0.0, 3.0, 8.0):
+        alloc = allocate(site, Measurements({"m": good}, {"a": reading(now)}), state, now)
+        state = alloc.state
+    assert (alloc.accounts[0].non_ev_source, alloc.accounts[0].non_ev_load) == ("fallback", 30.0)
+    assert alloc.setpoints["a"].amps <= 10
     assert alloc.setpoints["a"].reason_code == "meter_stale_fallback"
     assert "meter stale: fallback load" in alloc.setpoints["a"].reason
 

@@ -24,11 +24,16 @@ readings), widened down to any lower target it was told within :data:`CAR_REACTI
 **The estimate.** When that range is at most ``estimate_tolerance_a`` wide, the estimate is its
 top (conservative within the measurement's uncertainty). While cars change their draw the
 range widens by their change; the estimate is then the previous one, kept *inside* the range
-(raised to its bottom if the building rose by more than the cars' change, lowered to its top
-if it fell). Before anything was measured (a gateway starting while cars follow the setpoints
-it just wrote): the meter minus the chargers' newest readings, inside the range. A car told to
-draw *more* is taken at what it was measured drawing until a reading shows it drawing more:
-had it risen sooner, the estimate is high by that until its next reading — the safe side.
+(lowered to its top if the building fell by more than the cars' change); if the building rose
+by more than that (the previous estimate is below the range by more than the tolerance), the
+meter minus the least the chargers' readings allow (their lower targets not counted): its
+bottom would over-allocate by up to the cars' change (measured: 1 A over a 40 A fuse for 3 s
+after a building step while a car ramped), its top pause a car for a lowering it was told and
+may not have followed. Before anything was measured (a gateway starting while cars follow the
+setpoints it just wrote): the meter minus the chargers' newest readings, inside the range. A
+car told to draw *more* is taken at what it was measured drawing until a reading shows it
+drawing more: had it risen sooner, the estimate is high by that until its next reading — the
+safe side.
 
 So a car still drawing its old current is never taken for building load (which paused every
 car for a minute), and a car that followed quickly never hides building load behind an older
@@ -183,6 +188,7 @@ def group_loads(
                 memory[meter.id] = held
             continue
         least = [0.0, 0.0, 0.0]
+        read_least = [0.0, 0.0, 0.0]  # the least by the readings alone (no target widening)
         most = [0.0, 0.0, 0.0]
         latest = [0.0, 0.0, 0.0]
         most_of: dict[str, PhaseTriple] = {}
@@ -203,8 +209,17 @@ def group_loads(
                 s.estimate_tolerance_a,
             )
             newest = samples[-1][1]
+            read_lo, _ = draw_bounds(
+                samples,
+                (),
+                reading.timestamp,
+                s.meter_lag_allowance_s,
+                s.reading_skew_s,
+                s.estimate_tolerance_a,
+            )
             most_of[cid] = hi
             for p in range(3):
+                read_least[p] += read_lo[p]
                 least[p] += lo[p]
                 most[p] += hi[p]
                 latest[p] += newest[p]
@@ -234,10 +249,14 @@ def group_loads(
             if top[p] - bottom[p] <= s.estimate_tolerance_a:
                 estimate[p] = top[p]
                 known[p], known_at[p] = top[p], reading.timestamp
+            elif before.non_ev_load[p] < bottom[p] - s.estimate_tolerance_a:
+                # the building rose by more than the cars' uncertain change: the safe side of
+                # what the readings themselves allow (a lower target told but not yet seen
+                # followed would pause cars for a building load that is not there)
+                estimate[p] = known[p] = _clamp(m[p] - read_least[p], bottom[p], top[p])
             elif before.measured_at[p] > float("-inf"):
-                # what the readings allow, nearest to what was known, drawn a little towards
-                # the meter minus the chargers' newest readings: a building load that rose (or
-                # fell) by more than the cars' uncertain change moves the estimate at once
+                # what the readings allow, nearest to what was known: a building load that fell
+                # by more than the cars' uncertain change moves the estimate at once
                 estimate[p] = known[p] = _clamp(before.non_ev_load[p], bottom[p], top[p])
             else:  # never measured yet: the meter minus what the chargers measured last
                 point = m[p] - latest[p] if including else m[p]
@@ -268,10 +287,23 @@ def _every_phase(currents: tuple[float | None, float | None, float | None]) -> P
 def _held_or_fallback(
     fallback: PhaseTriple, held: MeterMemory | None, now: float, hold_s: float
 ) -> GroupLoad:
-    """The non-EV load of a group whose meter is not live: held, then the fallback."""
+    """The non-EV load of a group whose meter is not live: the fallback, or for ``hold_s`` after
+    its last good reading that reading where it is higher (per phase).
+
+    Never less than the fallback: while the meter is not live the building may have risen
+    (a meter that freezes or reads zeros as the building steps up), and the fallback is the
+    installer's bound for that (reference rule 8). A building estimate above the fallback is
+    held rather than dropped to it at once."""
     if held is not None and held.history:
         since = held.suspect_since if held.suspect_since is not None else now
         good = [e for e in held.history if e[0] <= since + 1e-9]
         if good and now - good[-1][0] <= hold_s:
-            return GroupLoad(good[-1][1], "held")
+            last = good[-1][1]
+            if any(h > f for h, f in zip(last, fallback, strict=True)):
+                kept = (
+                    max(last[0], fallback[0]),
+                    max(last[1], fallback[1]),
+                    max(last[2], fallback[2]),
+                )
+                return GroupLoad(kept, "held")
     return GroupLoad(fallback, "fallback")
