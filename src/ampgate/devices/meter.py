@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -75,3 +76,18 @@ def meter_measurement_from(
         energy_export_kwh=kwh(r, "energy_export", device),
         readings=r,
     )
+
+
+def invalid_currents(measurement: MeterMeasurement, phases: int = 3) -> str | None:
+    """Why the phase currents of ``measurement`` cannot be a reading, or None.
+
+    Every phase the meter has must give a finite current: NaN (a float register holding it, or
+    a ``missing`` sentinel) and ±infinity are a glitch of the meter, not a current through the
+    fuse. A reading that fails is not used at all (the meter goes stale if it keeps failing).
+    """
+    for phase, amps in enumerate(measurement.currents[:phases], start=1):
+        if amps is None:
+            return f"current_l{phase} is missing (NaN or a no-value sentinel)"
+        if not math.isfinite(amps):
+            return f"current_l{phase} is {amps}"
+    return None

@@ -6,7 +6,8 @@ set, recent online/offline changes for flapping) and a short ring of recent even
 view. Event names are stable: ``device_online``, ``device_offline``, ``device_flapping``,
 ``meter_stale``, ``meter_fresh``, ``charger_warning_set``, ``charger_warning_cleared``,
 ``charger_error_set``, ``charger_error_cleared``, ``setpoint_changed``, ``config_mismatch``,
-``device_identity_mismatch``, ``watchdog_programmed``, ``energy_counter_backwards``
+``device_identity_mismatch``, ``watchdog_programmed``, ``meter_reading_invalid`` (a meter
+answered NaN or infinite currents: not used), ``energy_counter_backwards``
 (:mod:`ampgate.gateway.counters`), and what the engine notices
 (:meth:`EventLog.engine_notice`): ``overload_measured``, ``phase_switch_not_followed``,
 ``charger_overdraw``, ``meter_implausible``, ``meter_plausible``.
@@ -51,6 +52,8 @@ _HINTS = {
     "draws; check the car and the charger's current measurement",
     "energy_counter_backwards": "a glitch or a swapped unit: the published counter keeps its "
     "highest value; after a real meter swap restart ampgate",
+    "meter_reading_invalid": "the meter answered NaN or infinite currents: the answer is not "
+    "used and the meter goes stale if it repeats (then the fallback load); check the meter",
     "meter_implausible": "the meter answers but its values contradict the chargers' readings: "
     "ampgate holds the last building load, then uses the fallback load; check the meter",
 }

@@ -1,4 +1,5 @@
-"""The engine's input, built from what the loop last read from each device (pure functions)."""
+"""The engine's input, built from what the loop last read from each device (pure functions,
+and :func:`take_meter_measurement`, which keeps a meter's answer only when it is a reading)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from collections.abc import Mapping
 
 from ampgate.config import SiteConfig
 from ampgate.devices.charger import Triple
+from ampgate.devices.meter import MeterMeasurement, invalid_currents
 from ampgate.dlm import ChargerReading, Measurements, MeterReading, VehicleState
+from ampgate.gateway.counters import record_counters
+from ampgate.gateway.events import EventLog
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 
 
@@ -75,3 +79,26 @@ def measurements(
         meters=meter_readings,
         chargers={name: charger_reading(rt, config, now) for name, rt in chargers.items()},
     )
+
+
+def take_meter_measurement(
+    rt: MeterRuntime, measurement: MeterMeasurement, events: EventLog
+) -> None:
+    """Keep what a meter answered: its energy counters (guarded), and its currents as the new
+    reading unless they are NaN or infinite (``meter_reading_invalid`` once, when that starts;
+    the last good reading then ages until the meter is stale)."""
+    record_counters(
+        rt,
+        {
+            "energy_import": measurement.energy_import_kwh,
+            "energy_export": measurement.energy_export_kwh,
+        },
+        events,
+    )
+    invalid = invalid_currents(measurement, rt.device.map.model.phases)
+    if invalid is not None and invalid != rt.invalid:
+        events.emit("meter_reading_invalid", "warning", device=rt.name, problem=invalid)
+    rt.invalid = invalid
+    if invalid is None:
+        rt.measurement = measurement
+        rt.measured_at = rt.last_ok

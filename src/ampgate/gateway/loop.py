@@ -47,10 +47,13 @@ from ampgate.config.to_engine import build_site
 from ampgate.dlm import Allocation, EngineState, allocate, plan_failsafe
 from ampgate.errors import AmpgateError
 from ampgate.gateway.control import ControlInputs
-from ampgate.gateway.counters import record_counters
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.health import DeviceHealth
-from ampgate.gateway.inputs import first_measurement_complete, measurements
+from ampgate.gateway.inputs import (
+    first_measurement_complete,
+    measurements,
+    take_meter_measurement,
+)
 from ampgate.gateway.open_devices import open_devices
 from ampgate.gateway.programming import DeviceProgramming
 from ampgate.gateway.publish import LoopCounters, build_snapshot
@@ -261,16 +264,7 @@ class Gateway:
         measurement = await self.health.attempt(rt, rt.device.read_measurement())
         if measurement is None:
             return
-        rt.measurement = measurement
-        record_counters(
-            rt,
-            {
-                "energy_import": measurement.energy_import_kwh,
-                "energy_export": measurement.energy_export_kwh,
-            },
-            self.events,
-        )
-        rt.measured_at = rt.last_ok
+        take_meter_measurement(rt, measurement, self.events)
 
     async def _poll_charger(self, rt: ChargerRuntime, slow: bool) -> None:
         if rt.refused:

@@ -77,3 +77,5 @@ class MeterRuntime(DeviceRuntime):
     stale: bool = False
     measurement: MeterMeasurement | None = None
     """The latest good measurement (None before the first one)."""
+    invalid: str | None = None
+    """Why the latest answer was not a reading (NaN or infinite currents), while it lasts."""
