@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO
+from typing import Literal, TextIO, cast
 
 import structlog
 
@@ -20,6 +20,42 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+class LossyStream:
+    """The log stream, whose write failures drop the line instead of raising.
+
+    A log line that cannot be written (stderr on a full disk, a read-only file, a closed pipe)
+    must never stop the control loop: the chargers would drop to their failsafe current and the
+    daemon would exit on its first event. ``dropped`` counts the lines lost.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        """Write to ``stream``."""
+        self.stream = stream
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        """Write ``text``; 0 when it could not be written."""
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self.dropped += 1
+            return 0
+
+    def flush(self) -> None:
+        """Flush; a failure drops what was buffered."""
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.dropped += 1
+
+    def isatty(self) -> bool:
+        """Whether the stream is a terminal (False when that cannot be asked)."""
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
 
 
 def _renderer(fmt: LogFormat, stream: TextIO) -> structlog.typing.Processor:
@@ -38,7 +74,9 @@ def configure_logging(
     unless ``stream`` is a TTY). ``level``: debug, info, warning or error. ``stream`` defaults to
     stderr.
     """
-    stream = stream if stream is not None else sys.stderr
+    raw = stream if stream is not None else sys.stderr
+    lossy = raw if isinstance(raw, LossyStream) else LossyStream(raw)
+    stream = cast(TextIO, lossy)
     numeric = LEVELS.get(level.lower(), logging.INFO)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -222,6 +222,30 @@ class Evc2Simulator:
         self._reevaluate()
         self._dirty = True
 
+    def reboot(self) -> None:
+        """Power-cycle the charger: its settings are back to their defaults (watchdog 30 s,
+        failsafe 6 A, setpoint 32 A, phase mode 3-phase), its watchdog timer restarts; a car
+        stays plugged in and follows the new setpoint after its reaction delay.
+
+        Assumption: the reference gives 30 s and 6 A as the defaults of regs 19 and 20; a
+        rebooted charger offers its factory 32 A until told otherwise (the worst case).
+        """
+        self.advance()
+        image = self._image
+        for name in ("communication_timeout", "failsafe_current", "phase_to_use"):
+            default = self.map.field(name).default
+            if default is not None:
+                image.set(name, default)
+        if self.map.field("phase_to_use").default is None:
+            image.set_raw("phase_to_use", 6)
+        image.set_raw("amps_to_use", 32)
+        image.set_raw("request_stop_charging", 0)
+        self._phase_code = int(image.raw("phase_to_use"))
+        self._stopped = False
+        self._last_request = self._now
+        self._reevaluate()
+        self._dirty = True
+
     def set_warning_bits(self, bits: int | Iterable[str]) -> None:
         """Set register 34 (a mask, or labels from the map's bit table)."""
         self.advance()

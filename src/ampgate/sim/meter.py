@@ -91,6 +91,8 @@ class MeterSimulator:
         self.update_interval = update_interval
         self.lag = lag
         self.frozen = False
+        self.overrides: dict[str, float | None] = {}
+        """Values served instead of the measured ones (`override`)."""
         self._random = random.Random(seed)
         self._import_wh = energy_import_kwh * 1000.0
         self._export_wh = energy_export_kwh * 1000.0
@@ -142,6 +144,16 @@ class MeterSimulator:
         if not frozen:
             self._published_at = -float("inf")
             self._refresh(self._now)
+
+    def override(self, **values: float | None) -> None:
+        """Serve these values (engineering units; None = the field's "no value" sentinel, NaN,
+        ±inf allowed for float fields) instead of the measured ones until the next call;
+        ``override()`` measures again. A meter glitch: NaN, infinity, sentinels, zeros."""
+        for name in values:
+            self.map.field(name)  # MapError naming the close matches for a wrong name
+        self.overrides = dict(values)
+        self._published_at = -float("inf")
+        self._refresh(self._now)
 
     @property
     def energy_import_kwh(self) -> float:
@@ -238,6 +250,12 @@ class MeterSimulator:
         for name, wh in (("energy_import", self._import_wh), ("energy_export", self._export_wh)):
             if self.map.has_field(name):
                 image.set(name, energy_in_unit(self.map.field(name), wh))
+        for name, override in self.overrides.items():
+            spec = self.map.field(name)
+            if override is not None and spec.type.startswith("f"):
+                image.set_raw(name, override / spec.scale)  # NaN and ±inf as they are, unclamped
+            else:
+                image.set(name, override)
 
     def _serve(self, name: str, value: float | None) -> None:
         if not self.map.has_field(name):

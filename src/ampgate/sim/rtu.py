@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import serial
 
-from ampgate.sim.device import SimulatedDevice, faults_of
+from ampgate.sim.device import SharedUnitId, SimulatedDevice, faults_of
 from ampgate.sim.rtu_frames import answer_pdu, crc_ok, request_size, with_crc
 
 BITS_PER_CHAR = 11
@@ -197,9 +197,22 @@ class RtuSimServer:
         if device is None or unit_id == 0 or (faults is not None and faults.silent):
             self.stats.ignored += 1
             return
-        reply = with_crc(bytes([unit_id]) + answer_pdu(device, frame[1:-2]))
+        answer_id = unit_id if faults is None or faults.answer_as is None else faults.answer_as
+        reply = with_crc(bytes([answer_id]) + answer_pdu(device, frame[1:-2]))
+        if isinstance(device, SharedUnitId):
+            reply = _collide(
+                [with_crc(bytes([answer_id]) + answer_pdu(d, frame[1:-2])) for d in device.devices]
+            )
         if faults is not None and faults.corrupt_crc:
             reply = reply[:-2] + bytes([reply[-2] ^ 0xFF, reply[-1] ^ 0x5A])
+        if faults is not None and faults.truncate:
+            reply = reply[: max(1, len(reply) // 2)]
+        if faults is not None and faults.delay > 0:
+            assert self._loop is not None
+            self.stats.answered += 1
+            self._pending = {h for h in self._pending if h.when() > now}
+            self._pending.add(self._loop.call_at(now + faults.delay, self._write, reply))
+            return
         self.stats.answered += 1
         wire = transaction_wire_time(len(frame), len(reply), self.baudrate)
         self.stats.wire_time_s += wire
@@ -219,6 +232,21 @@ class RtuSimServer:
         if self._serial is not None:
             with contextlib.suppress(OSError):
                 os.write(self._serial.fileno(), reply)
+
+
+def _collide(replies: list[bytes]) -> bytes:
+    """What the master receives when several units answer at once: identical frames look like
+    one; different ones overlap into the OR of their bytes (a frame whose CRC fails)."""
+    if all(r == replies[0] for r in replies):
+        return replies[0]
+    size = max(len(r) for r in replies)
+    out = bytearray(size)
+    for reply in replies:
+        for i, byte in enumerate(reply):
+            out[i] |= byte
+    if crc_ok(bytes(out)):  # the overlap happened to be a valid frame: a receiver sees noise
+        out[-1] ^= 0xFF
+    return bytes(out)
 
 
 async def serve_rtu(

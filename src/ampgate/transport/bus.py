@@ -55,6 +55,19 @@ class _Disconnected(ConnectionException):
     """Raised into a pending request when the connection dropped under it."""
 
 
+def _mismatch(request: Request, response: ModbusPDU) -> str | None:
+    """Why ``response`` cannot be the answer to ``request`` (another function code, another
+    number of registers), or None. pymodbus matches answers by transaction and unit id only."""
+    function = response.function_code & 0x7F
+    if function != request.function:
+        return f"FC{function:02d} answer to an FC{request.function:02d} request"
+    if response.isError() or request.function not in READ_FUNCTIONS:
+        return None
+    if len(response.registers) != request.count:
+        return f"{len(response.registers)} registers for a request of {request.count}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class BusSettings:
     """Timing and retry policy of one bus."""
@@ -372,15 +385,19 @@ class ModbusBus:
             job.rtt = answered_at - start
             job.finished_at = answered_at
             job.detail = ""
-            if response.isError():
+            mismatch = _mismatch(request, response)
+            if mismatch is not None:  # not an answer to this request: no words are taken
+                job.kind, job.detail = _CRC, f"undecodable answer: {mismatch}"
+            elif response.isError():
                 job.kind = _EXCEPTION
                 job.code = int(response.exception_code)
             else:
                 job.kind = _OK
                 if request.function in READ_FUNCTIONS:
                     job.words = tuple(response.registers)
-            self._unanswered_in_row = 0
-            return
+            if mismatch is None:
+                self._unanswered_in_row = 0
+                return
         finally:
             self._in_flight = False
             self._last_activity = answered_at or _monotonic()
