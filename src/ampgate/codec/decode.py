@@ -49,7 +49,10 @@ def scale_divisor(scale: float) -> int | None:
     """
     if scale == 0 or not math.isfinite(scale) or abs(scale) >= 1:
         return None
-    d = round(1 / scale)
+    inverse = 1 / scale
+    if not math.isfinite(inverse):  # a subnormal scale: 1/scale overflows to infinity
+        return None
+    d = round(inverse)
     return d if d != 0 and 1 / d == scale else None
 
 

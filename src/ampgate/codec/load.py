@@ -14,7 +14,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ampgate.codec import schema
@@ -126,6 +126,8 @@ def _translate(exc: ValidationError, data: dict[str, Any], name: str) -> MapErro
     err = errors[0]
     field_name, subject = _locate(tuple(err["loc"]), data)
     problem = _describe(err, subject, in_field=field_name is not None)
+    if err["type"] == "extra_forbidden" and (model := _model_at(tuple(err["loc"]))) is not None:
+        problem = problem.removesuffix(")") + f"; allowed: {', '.join(model.model_fields)})"
     if len(errors) > 1:
         problem += f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})"
     return MapError(problem, file=name, field=field_name)
@@ -146,6 +148,36 @@ def _locate(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[str | None, str
     return field_name, "".join(parts)
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema model holding the last key of ``loc`` (for the keys it allows), or None."""
+    model: type[BaseModel] = RegisterMapSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        inner = None if info is None else _base_model(info.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _base_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``tuple[FieldSpec, ...]`` -> FieldSpec)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (model := _base_model(arg)) is not None:
+            return model
+    return None
+
+
+_PATTERNS = {
+    "name": "a lower-case letter, then lower-case letters, digits and '_'",
+    "id": "lower-case letters, digits and '-', not starting with '-'",
+}
+
+
 def _describe(err: ErrorDetails, subject: str, *, in_field: bool) -> str:
     """Plain-words text for one pydantic error about ``subject`` (a dotted key)."""
     kind = err["type"]
@@ -164,13 +196,30 @@ def _describe(err: ErrorDetails, subject: str, *, in_field: bool) -> str:
     if kind == "extra_forbidden":
         return f"unknown key {subject!r} (check the spelling)"
     if kind == "string_pattern_mismatch":
-        return f"{subject} {given!r} is not allowed (allowed: lower-case letters, digits, '_'/'-')"
+        pattern = _PATTERNS.get(key, f"text matching {ctx.get('pattern')}")
+        return f"{subject} {given!r} is not allowed (allowed: {pattern})"
     if kind in _BOUNDS:
         word, ctx_key = _BOUNDS[kind]
         return f"{subject} {given!r} is out of range (allowed: {word} {ctx.get(ctx_key)})"
     if kind == "value_error":
         return f"{prefix}{ctx.get('error', err['msg'])}"
-    return f"{prefix}{err['msg'][:1].lower()}{err['msg'][1:]} (got {given!r})"
+    expected = next((text for start, text in _EXPECTED if kind.startswith(start)), None)
+    takes = f"; allowed: {expected}" if expected else ""
+    return f"{prefix}{err['msg'][:1].lower()}{err['msg'][1:]} (got {given!r}{takes})"
+
+
+_EXPECTED = (
+    ("int", "a whole number"),
+    ("float", "a number"),
+    ("finite", "a finite number"),
+    ("str", "text"),
+    ("bool", "true or false"),
+    ("dict", "a table"),
+    ("tuple", "an array"),
+    ("list", "an array"),
+    ("too_", "an array of the right length"),
+)
+"""What a pydantic error type (by its start) says the key takes."""
 
 
 _BOUNDS = {

@@ -48,7 +48,7 @@ def _duplicate_names(spec: RegisterMapSpec) -> Iterator[Problem]:
     seen: set[str] = set()
     for f in spec.fields:
         if f.name in seen:
-            yield f.name, "duplicate field name (each name may appear once)"
+            yield f.name, "duplicate field name (allowed: each name once)"
         seen.add(f.name)
 
 
@@ -61,7 +61,7 @@ def _field_problems(spec: RegisterMapSpec, f: FieldSpec) -> Iterator[Problem]:
             f.name,
             (
                 f"{f.type} at address {f.address} ends at register {last}, "
-                "past the last Modbus address 65535"
+                f"past the last Modbus address 65535 (allowed: address at most {65536 - words})"
             ),
         )
     if not math.isfinite(f.scale) or f.scale == 0:
@@ -73,7 +73,8 @@ def _field_problems(spec: RegisterMapSpec, f: FieldSpec) -> Iterator[Problem]:
     if f.bits is not None and f.bits not in spec.bits:
         yield f.name, f"unknown bits table {f.bits!r} (tables: {_names(spec.bits)})"
     if (f.enum is not None or f.bits is not None) and is_float:
-        yield f.name, f"enum/bits need an integer type, not {f.type}"
+        integers = ", ".join(t for t in TYPE_WORDS if not t.startswith("f"))
+        yield f.name, f"enum/bits need an integer type, not {f.type} (allowed: {integers})"
     if (f.enum is not None or f.bits is not None) and f.scale != 1:
         yield f.name, f"enum/bits fields take no scale (got {f.scale}, allowed: 1)"
     if f.bits is not None and f.bits in spec.bits:
@@ -88,7 +89,7 @@ def _field_problems(spec: RegisterMapSpec, f: FieldSpec) -> Iterator[Problem]:
                 ),
             )
     if f.enum is None and f.bits is None and not f.unit:
-        yield f.name, "missing unit (every numeric field needs one; use '1' for a plain count)"
+        yield f.name, "missing unit (required for every numeric field; use '1' for a plain count)"
     max_regs = spec.model.max_registers_per_request
     if words > max_regs:
         yield (
@@ -123,7 +124,11 @@ def _writable_problems(f: FieldSpec) -> Iterator[Problem]:
     elo, ehi = engineering_range(f)
     for interval in f.allowed:
         if not (math.isfinite(interval.lo) and math.isfinite(interval.hi)):
-            yield f.name, f"allowed interval [{interval.lo}, {interval.hi}] is not finite"
+            yield (
+                f.name,
+                f"allowed interval [{interval.lo}, {interval.hi}] is not finite "
+                "(allowed: finite numbers)",
+            )
         elif interval.lo < elo or interval.hi > ehi:
             yield (
                 f.name,
@@ -143,7 +148,7 @@ def _hole_problems(spec: RegisterMapSpec, f: FieldSpec) -> Iterator[Problem]:
                 (
                     f"registers {f.address}–{f.address + TYPE_WORDS[f.type] - 1} (function "
                     f"{function}) touch the hole {hole.start}–{hole.end}, which does not exist "
-                    "on the device"
+                    "on the device (allowed: registers outside the holes)"
                 ),
             )
 
@@ -162,7 +167,8 @@ def _overlaps(spec: RegisterMapSpec) -> Iterator[Problem]:
                     cur.name,
                     (
                         f"register {cur.address} (function {function}) overlaps field "
-                        f"{prev.name!r} ({prev.address}–{prev_last})"
+                        f"{prev.name!r} ({prev.address}–{prev_last}) (allowed: one field per "
+                        "register of a function code)"
                     ),
                 )
 
@@ -171,7 +177,10 @@ def _identification(spec: RegisterMapSpec) -> Iterator[Problem]:
     names = {f.name for f in spec.fields}
     for check in spec.identification:
         if check.field not in names:
-            yield None, f"identification names unknown field {check.field!r}"
+            yield (
+                None,
+                f"identification names unknown field {check.field!r} (allowed: a field of the map)",
+            )
 
 
 def _names(tables: Mapping[str, object]) -> str:

@@ -59,7 +59,7 @@ class Interval(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Interval:
         if self.lo > self.hi:
-            raise ValueError(f"interval [{self.lo}, {self.hi}] is empty (lo > hi)")
+            raise ValueError(f"interval [{self.lo}, {self.hi}] is empty (allowed: lo <= hi)")
         return self
 
     def contains(self, value: float) -> bool:
@@ -108,7 +108,9 @@ class FieldSpec(_Strict):
             for item in value:
                 if isinstance(item, list | tuple):
                     if len(item) != 2:
-                        raise ValueError(f"allowed interval {item!r} must be [lo, hi]")
+                        raise ValueError(
+                            f"allowed interval {item!r} is not a pair (allowed: [lo, hi])"
+                        )
                     out.append({"lo": item[0], "hi": item[1]})
                 else:
                     out.append(item)
@@ -139,7 +141,7 @@ class Hole(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Hole:
         if self.start > self.end:
-            raise ValueError(f"hole {self.start}-{self.end} is empty (start > end)")
+            raise ValueError(f"hole {self.start}-{self.end} is empty (allowed: start <= end)")
         return self
 
     def overlaps(self, function: int, start: int, count: int) -> bool:
@@ -166,7 +168,7 @@ class IdentityCheck(_Strict):
 class SerialDefaults(_Strict):
     """Factory serial settings, as documented (confidence in ``note``)."""
 
-    baudrate: int = 9600
+    baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
