@@ -106,7 +106,7 @@ async def serve(config: Any, script: str, rss_mb: Callable[[], float]) -> Servin
     from ampgate.gateway.loop import Gateway
     from ampgate.interfaces.api import make_app
     from ampgate.interfaces.http import HttpServer
-    from ampgate.interfaces.snapshot import SnapshotStore
+    from ampgate.interfaces.store import SnapshotStore
 
     steps["after_http_imports"] = rss_mb()
     store = SnapshotStore()

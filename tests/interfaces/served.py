@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from ampgate.interfaces.api import make_app
 from ampgate.interfaces.http import HttpServer
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ampgate.interfaces.api import make_app
-from ampgate.interfaces.snapshot import Event, SnapshotStore
+from ampgate.interfaces.snapshot import Event
+from ampgate.interfaces.store import SnapshotStore
 
 from .daemon_site import served_daemon
 from .served import get, open_stream, read_sse, served

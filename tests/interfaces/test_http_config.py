@@ -16,7 +16,7 @@ from ampgate.config import check_config_text
 from ampgate.daemon.run import Daemon
 from ampgate.errors import ConfigError
 from ampgate.interfaces.api import make_app
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.interfaces.write_gate import require_write_token
 from gateway.simsite import start_site
 

@@ -16,7 +16,7 @@ from typing import Any
 from ampgate.config import check_config_text
 from ampgate.interfaces.api import make_app
 from ampgate.interfaces.control import ControlChannel
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 
 from .daemon_site import served_daemon
 from .served import served

@@ -21,10 +21,10 @@ from ampgate.interfaces.snapshot import (
     PhaseAllocation,
     PhaseValues,
     RequestStatsSnapshot,
-    SnapshotStore,
     bit_states,
     enum_state,
 )
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.transport.health import HealthTracker
 from ampgate.transport.result import RequestResult, ResultKind, new_result
 

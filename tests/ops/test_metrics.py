@@ -19,7 +19,8 @@ from ampgate.interfaces.api import make_app
 from ampgate.interfaces.health import default_stall_limit, health
 from ampgate.interfaces.http import HttpServer
 from ampgate.interfaces.metrics import JOULES_PER_KWH, build_registry
-from ampgate.interfaces.snapshot import DaemonSnapshot, LoopHealth, SnapshotStore
+from ampgate.interfaces.snapshot import DaemonSnapshot, LoopHealth
+from ampgate.interfaces.store import SnapshotStore
 from interfaces.served import served as serving
 
 from .conftest import realistic_snapshot

@@ -8,13 +8,8 @@ import threading
 import pytest
 
 from ampgate.devices.evc2 import evc2_error_ocpp_codes
-from ampgate.interfaces.snapshot import (
-    DaemonSnapshot,
-    SnapshotStore,
-    bit_states,
-    enum_state,
-    firmware_dotted,
-)
+from ampgate.interfaces.snapshot import DaemonSnapshot, bit_states, enum_state, firmware_dotted
+from ampgate.interfaces.store import SnapshotStore
 
 
 def test_bit_states_list_documented_bits_and_name_unknown_ones():

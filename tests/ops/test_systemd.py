@@ -126,7 +126,8 @@ MDWE_PROBE = textwrap.dedent(
     import asyncio, pydantic, pymodbus.client, structlog, ampgate.cli
     from ampgate.interfaces.api import make_app
     from ampgate.interfaces.http import HttpServer
-    from ampgate.interfaces.snapshot import LoopHealth, DaemonSnapshot, SnapshotStore
+    from ampgate.interfaces.snapshot import LoopHealth, DaemonSnapshot
+    from ampgate.interfaces.store import SnapshotStore
     import time
     loop = LoopHealth(last_iteration_monotonic=time.monotonic())
     store = SnapshotStore(DaemonSnapshot(loop=loop))

@@ -16,7 +16,7 @@ from ampgate.errors import ConfigError
 from ampgate.interfaces.api import make_app
 from ampgate.interfaces.control import ControlChannel
 from ampgate.interfaces.http import HttpServer
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.interfaces.write_gate import read_token_file
 from ampgate.logging import get_logger
 

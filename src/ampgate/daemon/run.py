@@ -27,7 +27,7 @@ from ampgate.gateway.loop import Gateway
 from ampgate.interfaces.control import ControlChannel
 from ampgate.interfaces.ems import EmsServer
 from ampgate.interfaces.mqtt import MqttPublisher
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
 
 SHUTDOWN_WRITE_SECONDS = 3.0

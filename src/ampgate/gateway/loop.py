@@ -60,7 +60,7 @@ from ampgate.gateway.publish import LoopCounters, build_snapshot
 from ampgate.gateway.runtime import ChargerRuntime, MeterRuntime
 from ampgate.gateway.writes import SetpointWriter
 from ampgate.interfaces.control import ControlChannel
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.logging import get_logger
 
 POLL_WAIT_FRACTION = 4

@@ -55,7 +55,8 @@ from ampgate.interfaces.control import (
 )
 from ampgate.interfaces.health import health
 from ampgate.interfaces.metrics import build_registry
-from ampgate.interfaces.snapshot import DaemonSnapshot, SnapshotStore
+from ampgate.interfaces.snapshot import DaemonSnapshot
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.interfaces.stream import DEFAULT_KEEPALIVE_SECONDS, event_stream
 from ampgate.interfaces.write_gate import require_write_token
 

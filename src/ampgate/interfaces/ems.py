@@ -32,7 +32,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from ampgate.config import SiteConfig
 from ampgate.errors import ConfigError
 from ampgate.interfaces.control import ControlChannel, LimitRejected, limit_request
-from ampgate.interfaces.snapshot import DaemonSnapshot, GroupSnapshot, SnapshotStore
+from ampgate.interfaces.snapshot import DaemonSnapshot, GroupSnapshot
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.logging import get_logger
 
 MAP_VERSION = 1

@@ -42,9 +42,9 @@ from ampgate.interfaces.snapshot import (
     GroupSnapshot,
     MeterReadings,
     PhaseValues,
-    SnapshotStore,
     firmware_dotted,
 )
+from ampgate.interfaces.store import SnapshotStore
 
 JOULES_PER_KWH = 3.6e6
 LATEST = "Latest poll: "

@@ -1,8 +1,8 @@
 """The MQTT publisher: the snapshot store's state, events and Home Assistant discovery on a
 broker, as an asyncio task of its own.
 
-It reads only the :class:`~ampgate.interfaces.snapshot.SnapshotStore`: :meth:`~SnapshotStore.latest`
-when it (re)connects, then its bounded :class:`~ampgate.interfaces.snapshot.Subscription` (a
+It reads only the :class:`~ampgate.interfaces.store.SnapshotStore`: :meth:`~SnapshotStore.latest`
+when it (re)connects, then its bounded :class:`~ampgate.interfaces.store.Subscription` (a
 snapshot after each cycle, each event as it happens). A slow or absent broker therefore never
 slows the control loop: the subscription drops its oldest items, and the gateway never waits on
 this task. On connect it publishes ``online`` on the retained ``<prefix>/status`` (the broker's
@@ -38,7 +38,8 @@ from ampgate.interfaces.mqtt_payloads import (
     event_message,
     status_topic,
 )
-from ampgate.interfaces.snapshot import DaemonSnapshot, Event, SnapshotStore, Subscription
+from ampgate.interfaces.snapshot import DaemonSnapshot, Event
+from ampgate.interfaces.store import SnapshotStore, Subscription
 from ampgate.logging import get_logger
 
 BACKOFF_FIRST_SECONDS = 1.0

@@ -3,7 +3,7 @@
 A ``site`` event (the JSON of ``GET /api/v1/site``) first and after every published snapshot,
 an ``event`` event (one :class:`~ampgate.interfaces.api_models.EventView`) for each gateway
 event as it is emitted, and a comment line as keep-alive when nothing was sent for a while.
-The stream reads a bounded :class:`~ampgate.interfaces.snapshot.Subscription` (a slow client
+The stream reads a bounded :class:`~ampgate.interfaces.store.Subscription` (a slow client
 loses the oldest items, never slows the control loop), which is closed when the client goes
 (the response task is cancelled) or the server stops (``stopping`` is set).
 """
@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from ampgate.interfaces.api_models import event_view
-from ampgate.interfaces.snapshot import DaemonSnapshot, Event, SnapshotStore
+from ampgate.interfaces.snapshot import DaemonSnapshot, Event
+from ampgate.interfaces.store import SnapshotStore
 
 DEFAULT_KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 2000

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ampgate.gateway.loop import Gateway
-from ampgate.interfaces.snapshot import SnapshotStore
+from ampgate.interfaces.store import SnapshotStore
 from ampgate.sim.device import FaultyDevice, ReadAnswer, WriteAnswer
 from ampgate.sim.evc2 import Evc2Simulator
 from ampgate.sim.plant import Plant, Truth
