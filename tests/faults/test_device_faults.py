@@ -163,21 +163,13 @@ GLITCHES = {
 }
 
 
-ZEROS_BELIEVED = pytest.mark.xfail(
-    strict=True,
-    reason="open: a meter reading 0 A on every phase is caught while the cars draw (below "
-    "their own draw), but once the engine has paused them 0 A is consistent, is believed as "
-    "0 A of building load, and the cars ramp back over the fuse after the glitch ends",
-)
-
-
 @pytest.mark.parametrize(
     "glitch",
     [
         "nan",
         "plus_infinity",
         "minus_infinity",
-        pytest.param("zeros", marks=ZEROS_BELIEVED),
+        "zeros",
         "counter_backwards",
         "energy_nan",
         "energy_infinity",
@@ -199,23 +191,25 @@ async def test_a_meter_glitch_is_no_wrong_decision_and_counters_never_go_back(gl
     counters: list[float] = []
     try:
         await gateway.start()
-        await cycles(gateway, 8, site, truth)
+        await cycles(gateway, 20, site, truth)  # past the start-up transient: settled
         counters.append(published() or 0.0)
         assert counters[0] >= 1000 * 3.6e6
         before = dict(gateway.events.counts)
         site.meter.override(**GLITCHES[glitch])
         site.building[:] = [8.0, 8.0, 8.0]
         began = time.monotonic()
-        for _ in range(12):
+        for _ in range(20):  # 4 s: past the 2 s a meter must contradict the chargers
             await cycles(gateway, 1, site, truth)
             value = published()
             if value is not None:
                 counters.append(value)
         events = {k: v - before.get(k, 0) for k, v in gateway.events.counts.items()}
         events = {k: v for k, v in events.items() if v}
-        # the reaction window: the meter goes stale (0.6 s) or is read at once, one cycle to
-        # write, the cars' reaction
-        window = 0.6 + 0.4 + REACTION_S
+        # the reaction window: the meter goes stale (0.6 s), or a reading that looks like one
+        # is judged against the chargers within the meter's lag allowance (meter_lag_seconds,
+        # 1 s: the chargers' draw of that long ago may explain it), one cycle to write, the
+        # cars' reaction
+        window = max(0.6, 1.0) + 0.4 + REACTION_S
         assert truth.over(site.limit, began + window) == [], (glitch, events, truth.samples)
         site.meter.override()
         for _ in range(10):
