@@ -8,8 +8,8 @@ import math
 from dataclasses import replace
 
 from ampgate.interfaces.homeassistant import discovery_messages
+from ampgate.interfaces.mqtt_changes import ChangeTracker
 from ampgate.interfaces.mqtt_payloads import (
-    ChangeTracker,
     Subject,
     event_message,
     value_text,

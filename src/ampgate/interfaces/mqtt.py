@@ -8,7 +8,7 @@ slows the control loop: the subscription drops its oldest items, and the gateway
 this task. On connect it publishes ``online`` on the retained ``<prefix>/status`` (the broker's
 last will there is ``offline``, so the topic says ``offline`` when ampgate dies or loses the
 broker), the discovery configs and every value; then only what changes
-(:class:`~ampgate.interfaces.mqtt_payloads.ChangeTracker`). A lost or refused connection is
+(:class:`~ampgate.interfaces.mqtt_changes.ChangeTracker`). A lost or refused connection is
 retried with exponential backoff (1 s doubling to 60 s); :meth:`MqttPublisher.stop` publishes
 ``offline`` and disconnects cleanly. Topics and payloads: ``docs/integration.md``.
 """
@@ -28,11 +28,10 @@ from ampgate.config.mqtt_rules import read_password, site_relative_path
 from ampgate.config.schema import MqttConfig, SiteConfig
 from ampgate.interfaces.control import ControlChannel, LimitRejected, limit_from_body
 from ampgate.interfaces.homeassistant import discovery_messages
+from ampgate.interfaces.mqtt_changes import ChangeTracker, Discovery
 from ampgate.interfaces.mqtt_payloads import (
     OFFLINE,
     ONLINE,
-    ChangeTracker,
-    Discovery,
     Message,
     Subject,
     event_message,
