@@ -25,6 +25,9 @@ A site file has these sections (see ``examples/*.toml`` for annotated files)::
 
 The models check one value or one table at a time; what spans sections (references, unique
 addresses, the fuse tree, the failsafe plan) is checked by :mod:`ampgate.config.validate`.
+
+Longer than 400 lines on purpose: every section of the site file, with each key's type, range
+and meaning, is on this one page (the README's site-file table is written from it).
 """
 
 from __future__ import annotations
@@ -263,15 +266,30 @@ class DlmConfig(_Section):
     on the difference (A)."""
 
 
-def _check_host_port(value: str) -> str:
-    """Accept ``HOST:PORT`` (``[::1]:9740`` for IPv6) with a port 0–65535."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT; allowed e.g. '127.0.0.1:9740'")
-    return value
+class _Listening(_Section):
+    """A server's section: ``listen`` is ``HOST:PORT`` (``[::1]:9740`` for IPv6), port 0–65535
+    (0 picks a free one)."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(
+                f"{value!r} is not HOST:PORT; allowed: a host and a port 0-65535, "
+                "e.g. '127.0.0.1:9740'"
+            )
+        return value
+
+    def host_port(self) -> tuple[str, int]:
+        """Return ``(host, port)`` of ``listen``."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
-class HttpConfig(_Section):
+class HttpConfig(_Listening):
     """The one HTTP server: /metrics, /healthz, the read API under /api/v1, the status page."""
 
     listen: str = "127.0.0.1:9740"
@@ -280,16 +298,6 @@ class HttpConfig(_Section):
     token_file: str | None = Field(default=None, min_length=1)
     """A file holding the bearer token that write requests must carry; without it every write
     endpoint answers 403. A relative path is taken from the site file's folder."""
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        return _check_host_port(value)
-
-    def host_port(self) -> tuple[str, int]:
-        """Return ``(host, port)`` of ``listen``."""
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 DEPRECATED_METRICS_KEYS: tuple[str, ...] = ("listen", "enabled")
@@ -304,24 +312,11 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class EmsConfig(_Section):
+class EmsConfig(_Listening):
     """The Modbus TCP server for energy managers (``docs/integration.md`` has its map)."""
 
     listen: str = "127.0.0.1:1502"
     unit_id: int = Field(default=1, ge=1, le=247)
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"{value!r} is not HOST:PORT; allowed e.g. '127.0.0.1:1502'")
-        return value
-
-    def host_port(self) -> tuple[str, int]:
-        """Return ``(host, port)`` of ``listen``."""
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 MQTT_PORT = 1883

@@ -23,6 +23,10 @@ loads, its bounds, its previous setpoint — from what is *measured* (reference 
 
 The view carries the memory fields as plain attributes; the engine builds the next
 :class:`ChargerMemory` once, at the end of the cycle.
+
+Longer than 400 lines on purpose: measured-over-commanded is one set of rules that read each
+other's results (phases, found draw, switch confirmation, over- and under-draw, stops), and
+:func:`observe_charger` applies them in one pass per charger on the hot path.
 """
 
 from __future__ import annotations
