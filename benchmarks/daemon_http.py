@@ -1,6 +1,8 @@
 """The HTTP part of the daemon benchmark (``bench_daemon.py --http``): the daemon's HTTP server in
 the daemon's loop, one SSE client on ``/api/v1/stream`` and a Prometheus-like scrape of
-``/metrics`` every 15 s from another process, so the daemon's CPU and memory include serving.
+``/metrics`` every 15 s from another process, and (when mosquitto is installed) the MQTT
+publisher with Home Assistant discovery to a local broker, so the daemon's CPU and memory
+include serving and publishing.
 
 Writes ``benchmarks/results/daemon_http.json`` and ``daemon_http.md``: ``tcp-N`` (no server)
 next to ``http-N`` (server, stream client, scrapes), measured one after the other on one machine.
@@ -9,12 +11,18 @@ next to ``http-N`` (server, stream client, scrapes), measured one after the othe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SCRAPE_EVERY_SECONDS = 15.0
@@ -64,6 +72,8 @@ class Serving:
     client: asyncio.subprocess.Process
     rss_steps_mb: dict[str, float] = field(default_factory=dict)
     """Resident memory before the HTTP imports, after them, and once serving."""
+    publisher: Any = None
+    broker: subprocess.Popen[bytes] | None = None
 
     async def finish(self) -> dict[str, Any]:
         """Stop the client and the server; return what was served and what rendering costs."""
@@ -77,6 +87,13 @@ class Serving:
         served = json.loads(await self.client.stdout.readline())
         await self.client.wait()
         await self.server.stop()
+        published = None
+        if self.publisher is not None:
+            published = self.publisher.published
+            await self.publisher.stop()
+        if self.broker is not None:
+            self.broker.terminate()
+            self.broker.wait(10)
         store = self.gateway.store
         registry = build_registry(store)
         began = time.process_time()
@@ -96,7 +113,34 @@ class Serving:
             "metrics_render_cpu_ms": metrics_ms,
             "site_json_cpu_ms": site_ms,
             "rss_steps_mb": self.rss_steps_mb,
+            "mqtt_messages": published,
         }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_broker() -> tuple[subprocess.Popen[bytes], int] | None:
+    """A mosquitto on a free loopback port (None without mosquitto)."""
+    binary = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if binary is None:
+        return None
+    port = _free_port()
+    conf = Path(tempfile.mkdtemp(prefix="ampgate-bench-mqtt-")) / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return broker, port
+        time.sleep(0.05)
+    broker.terminate()
+    return None
 
 
 async def serve(config: Any, script: str, rss_mb: Callable[[], float]) -> Serving:
@@ -113,6 +157,17 @@ async def serve(config: Any, script: str, rss_mb: Callable[[], float]) -> Servin
     gateway = Gateway(config, store=store, events=EventLog(on_event=store.publish_event))
     server = HttpServer(make_app(store), host="127.0.0.1", port=0)
     host, port = await server.start()
+    publisher, broker = None, None
+    started = start_broker()
+    if started is not None:
+        from ampgate.config.schema import MqttConfig
+        from ampgate.interfaces.mqtt import MqttPublisher
+
+        broker, mqtt_port = started
+        steps["after_mqtt_imports"] = rss_mb()
+        mqtt = MqttConfig(host="127.0.0.1", port=mqtt_port)
+        publisher = MqttPublisher(mqtt, store, site="bench")
+        publisher.start()
     client = await asyncio.create_subprocess_exec(
         sys.executable,
         script,
@@ -126,7 +181,7 @@ async def serve(config: Any, script: str, rss_mb: Callable[[], float]) -> Servin
     while not store._subscriptions:  # the stream is open
         await asyncio.sleep(0.01)
     steps["serving"] = rss_mb()
-    return Serving(gateway, server, client, steps)
+    return Serving(gateway, server, client, steps, publisher, broker)
 
 
 def markdown(results: list[dict], meta: dict) -> str:
@@ -137,7 +192,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         "",
         f"`{meta['command']}` on {meta['machine']} ({meta['cpus']} CPUs, Python {meta['python']}),"
         f" {meta['date']}. Cycle 1 s; each daemon in its own process, the simulators in another,"
-        " the stream client and the scrapes in a third.",
+        " the stream client and the scrapes in a third, the MQTT broker in a fourth.",
         "",
         "| scenario | period mean / max (s) | cycle work mean (s) | CPU / cycle (ms) |"
         " CPU (share of a core) | RSS (MB) | served |",
@@ -151,6 +206,10 @@ def markdown(results: list[dict], meta: dict) -> str:
                 f"({r['sse_bytes'] / 1024:.0f} KiB), {r['scrapes']} scrapes "
                 f"(max {r['scrape_ms_max']:.0f} ms)"
             )
+            if r.get("mqtt_messages") is not None:
+                served += f", {r['mqtt_messages']} MQTT messages"
+            else:
+                served += ", no MQTT (mosquitto missing)"
         rows.append(
             f"| {r['scenario']} | {r['period_mean_s']:.3f} / {r['period_max_s']:.3f} | "
             f"{r['cycle_duration_mean_s']:.3f} | {r['cpu_per_cycle_ms']:.1f} | "
@@ -198,7 +257,7 @@ def goals(results: list[dict]) -> list[dict]:
     for r in http:
         out.append(
             {
-                "goal": f"{r['chargers']} chargers, HTTP server and an SSE client: "
+                "goal": f"{r['chargers']} chargers, HTTP server, an SSE client and MQTT: "
                 "under 10 % of one core",
                 "met": r["cpu_fraction_of_one_core"] < 0.10 and r["period_mean_s"] < 1.05,
                 "value": f"{100 * r['cpu_fraction_of_one_core']:.1f} %, "
