@@ -10,15 +10,16 @@ the status page, the API or the metrics away.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ampgate.config import HttpConfig, SiteConfig
 from ampgate.errors import ConfigError
-from ampgate.interfaces.api import make_app
 from ampgate.interfaces.control import ControlChannel
-from ampgate.interfaces.http import HttpServer
 from ampgate.interfaces.store import SnapshotStore
-from ampgate.interfaces.write_gate import read_token_file
 from ampgate.logging import get_logger
+
+if TYPE_CHECKING:  # FastAPI and uvicorn (~12 MB) are imported only when [http] is enabled
+    from ampgate.interfaces.http import HttpServer
 
 
 def token_path(site: SiteConfig) -> Path | None:
@@ -35,7 +36,11 @@ def token_path(site: SiteConfig) -> Path | None:
 def read_token(site: SiteConfig) -> str | None:
     """The write token of ``site`` (None: writes off); ConfigError naming the key."""
     path = token_path(site)
-    return read_token_file(path) if path is not None else None
+    if path is None:
+        return None
+    from ampgate.interfaces.write_gate import read_token_file
+
+    return read_token_file(path)
 
 
 class HttpService:
@@ -73,6 +78,9 @@ class HttpService:
         return self.server.address[0] if self.server is not None else None
 
     def _bind(self, http: HttpConfig, token: str | None) -> HttpServer:
+        from ampgate.interfaces.api import make_app
+        from ampgate.interfaces.http import HttpServer
+
         host, port = http.host_port()
         app = make_app(
             self.store, write_token=token, site_config=self._running_site, control=self.control

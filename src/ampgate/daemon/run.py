@@ -16,7 +16,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ampgate.config import SiteConfig, check_config, load_config
 from ampgate.daemon import systemd
@@ -25,10 +25,12 @@ from ampgate.errors import ConfigError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.loop import Gateway
 from ampgate.interfaces.control import ControlChannel
-from ampgate.interfaces.ems import EmsServer
-from ampgate.interfaces.mqtt import MqttPublisher
 from ampgate.interfaces.store import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:  # imported when a site has [ems] / [mqtt]: ~1 and ~2 MB a site without saves
+    from ampgate.interfaces.ems import EmsServer
+    from ampgate.interfaces.mqtt import MqttPublisher
 
 SHUTDOWN_WRITE_SECONDS = 3.0
 
@@ -103,6 +105,8 @@ class Daemon:
         addresses = [new.ems.host_port()]
         if old is not None and (old.host, old.port) != addresses[0]:
             addresses.append((old.host, old.port))
+        from ampgate.interfaces.ems import EmsServer
+
         for host, port in addresses:
             server = EmsServer(new, self.store, self.control)
             server.host, server.port = host, port
@@ -119,6 +123,8 @@ class Daemon:
         """Start publishing on MQTT when ``[mqtt]`` is present (it connects on its own)."""
         if site.mqtt is None:
             return
+        from ampgate.interfaces.mqtt import MqttPublisher
+
         self.mqtt = MqttPublisher(
             site.mqtt,
             self.store,
@@ -192,6 +198,8 @@ class Daemon:
         try:
             await self.http.start(self.config)
             if self.config.ems is not None:
+                from ampgate.interfaces.ems import EmsServer
+
                 self.ems = EmsServer(self.config, self.store, self.control)
                 await self.ems.start()
                 self.log.info("ems_listening", host=self.ems.host, port=self.ems.port)
