@@ -266,6 +266,20 @@ class DlmConfig(_Section):
     on the difference (A)."""
 
 
+def split_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (``[::1]:9740`` for IPv6: the brackets are dropped);
+    ``HOST`` alone takes ``default_port`` when there is one. ValueError saying what is allowed."""
+    host, sep, port = text.rpartition(":")
+    if not sep and default_port is not None:
+        host, port = text, str(default_port)
+    host = host.strip("[]") if host.startswith("[") else host
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(
+            f"{text!r} is not HOST:PORT; allowed: a host and a port 0-65535, e.g. '127.0.0.1:9740'"
+        )
+    return host, int(port)
+
+
 class _Listening(_Section):
     """A server's section: ``listen`` is ``HOST:PORT`` (``[::1]:9740`` for IPv6), port 0–65535
     (0 picks a free one)."""
@@ -275,18 +289,12 @@ class _Listening(_Section):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(
-                f"{value!r} is not HOST:PORT; allowed: a host and a port 0-65535, "
-                "e.g. '127.0.0.1:9740'"
-            )
+        split_host_port(value)
         return value
 
     def host_port(self) -> tuple[str, int]:
         """Return ``(host, port)`` of ``listen``."""
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return split_host_port(self.listen)
 
 
 class HttpConfig(_Listening):
