@@ -10,25 +10,9 @@ import pytest
 
 from ampgate.cli import daemon_commands as commands
 from ampgate.config import check_config, check_config_text
+from config.test_config import BASE as CONFIG_BASE
 
-BASE = """
-[site]
-name = "Depot North"
-
-[buses.rs485]
-kind = "serial"
-port = "/dev/ttyUSB0"
-
-[groups.main]
-limit = 32
-fallback_load = 10
-
-[chargers.c1]
-bus = "rs485"
-unit_id = 2
-group = "main"
-failsafe_current = 6
-"""
+BASE = '[site]\nname = "Depot North"\n' + CONFIG_BASE
 
 
 def mqtt_problems_of(section: str) -> list[str]:
