@@ -24,7 +24,7 @@ from ampgate.daemon.http_service import HttpService
 from ampgate.errors import ConfigError
 from ampgate.gateway.events import EventLog
 from ampgate.gateway.loop import Gateway
-from ampgate.interfaces.control import ControlChannel
+from ampgate.interfaces.control import ControlChannel, takes_limits
 from ampgate.interfaces.store import SnapshotStore
 from ampgate.logging import configure_logging, get_logger
 
@@ -140,7 +140,7 @@ class Daemon:
         ``offline`` is published on the old connection first. Otherwise limits are checked
         against the new groups from now on."""
         same = (old.mqtt, old.site.name, old.source) == (new.mqtt, new.site.name, new.source)
-        if same and _takes_mqtt_limits(old) == _takes_mqtt_limits(new):
+        if same and takes_limits(old, "mqtt") == takes_limits(new, "mqtt"):
             if self.mqtt is not None:
                 self.mqtt.limits = (new, self.control)
             return
@@ -242,7 +242,3 @@ def run_daemon(path: str | Path) -> int:
     config = load_config(path)
     configure_logging(config.log.format, config.log.level)
     return asyncio.run(Daemon(config, path).run())
-
-
-def _takes_mqtt_limits(site: SiteConfig) -> bool:
-    return any("mqtt" in g.external_limits for g in site.groups.values())

@@ -38,6 +38,11 @@ class LimitRequest:
     clear: bool = False
 
 
+def takes_limits(config: SiteConfig, source: LimitSource) -> bool:
+    """Whether any group of ``config`` lists ``source`` in its ``external_limits``."""
+    return any(source in g.external_limits for g in config.groups.values())
+
+
 class LimitRejected(ConfigError):
     """A limit request that is not allowed: ``status`` 403 (the group does not take limits from
     this source) or 422 (a value out of range); ``field`` names what is wrong."""

@@ -26,7 +26,12 @@ import aiomqtt
 
 from ampgate.config.mqtt_rules import read_password, site_relative_path
 from ampgate.config.schema import MqttConfig, SiteConfig
-from ampgate.interfaces.control import ControlChannel, LimitRejected, limit_from_body
+from ampgate.interfaces.control import (
+    ControlChannel,
+    LimitRejected,
+    limit_from_body,
+    takes_limits,
+)
 from ampgate.interfaces.homeassistant import discovery_messages
 from ampgate.interfaces.mqtt_changes import ChangeTracker, Discovery
 from ampgate.interfaces.mqtt_payloads import (
@@ -235,9 +240,7 @@ class MqttPublisher:
         raise aiomqtt.MqttError("the broker closed the connection")
 
     def _takes_limits(self) -> bool:
-        return self.limits is not None and any(
-            "mqtt" in g.external_limits for g in self.limits[0].groups.values()
-        )
+        return self.limits is not None and takes_limits(self.limits[0], "mqtt")
 
     async def _take_limit(self, client: aiomqtt.Client, group: str, payload: object) -> None:
         """Validate one ``limit/set`` payload and queue it for the gateway; the outcome goes
