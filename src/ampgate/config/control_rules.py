@@ -30,16 +30,17 @@ def control_input_problems(valid: Mapping[str, Any]) -> list[str]:
                 "allowed: each of 'http', 'mqtt', 'ems' once"
             )
         http = valid.get("http")
-        if "http" in group.external_limits and http is not None and not http.enabled:
-            problems.append(
-                f"{where}.external_limits: 'http' needs the HTTP server, but http.enabled is "
-                "false; allowed: enable it or remove 'http'"
-            )
-        elif "http" in group.external_limits and http is not None and http.token_file is None:
-            problems.append(
-                f"{where}.external_limits: 'http' needs http.token_file (HTTP writes are off "
-                "without a token); allowed: set it or remove 'http'"
-            )
+        if "http" in group.external_limits and http is not None:
+            if not http.enabled:
+                problems.append(
+                    f"{where}.external_limits: 'http' needs the HTTP server, but http.enabled "
+                    "is false; allowed: enable it or remove 'http'"
+                )
+            elif http.token_file is None:
+                problems.append(
+                    f"{where}.external_limits: 'http' needs http.token_file (HTTP writes are "
+                    "off without a token); allowed: set it or remove 'http'"
+                )
         for source in group.external_limits:
             section = SOURCE_SECTIONS.get(source)
             if section is not None and valid.get(section) is None:
