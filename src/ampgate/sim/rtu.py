@@ -193,21 +193,20 @@ class RtuSimServer:
         self._line_busy_until = request_end
         unit_id = frame[0]
         device = self.devices.get(unit_id)
-        faults = faults_of(device) if device is not None else None
-        if device is None or unit_id == 0 or (faults is not None and faults.silent):
+        if device is None or unit_id == 0 or faults_of(device).silent:
             self.stats.ignored += 1
             return
-        answer_id = unit_id if faults is None or faults.answer_as is None else faults.answer_as
-        reply = with_crc(bytes([answer_id]) + answer_pdu(device, frame[1:-2]))
-        if isinstance(device, SharedUnitId):
-            reply = _collide(
-                [with_crc(bytes([answer_id]) + answer_pdu(d, frame[1:-2])) for d in device.devices]
-            )
-        if faults is not None and faults.corrupt_crc:
+        faults = faults_of(device)
+        answer_id = unit_id if faults.answer_as is None else faults.answer_as
+        pdu = frame[1:-2]
+        # two units at one id all act on the request and answer at once
+        units = device.devices if isinstance(device, SharedUnitId) else [device]
+        reply = _collide([with_crc(bytes([answer_id]) + answer_pdu(d, pdu)) for d in units])
+        if faults.corrupt_crc:
             reply = reply[:-2] + bytes([reply[-2] ^ 0xFF, reply[-1] ^ 0x5A])
-        if faults is not None and faults.truncate:
+        if faults.truncate:
             reply = reply[: max(1, len(reply) // 2)]
-        if faults is not None and faults.delay > 0:
+        if faults.delay > 0:
             assert self._loop is not None
             self.stats.answered += 1
             self._pending = {h for h in self._pending if h.when() > now}
