@@ -388,14 +388,14 @@ class ModbusBus:
             mismatch = _mismatch(request, response)
             if mismatch is not None:  # not an answer to this request: no words are taken
                 job.kind, job.detail = _CRC, f"undecodable answer: {mismatch}"
-            elif response.isError():
-                job.kind = _EXCEPTION
-                job.code = int(response.exception_code)
             else:
-                job.kind = _OK
-                if request.function in READ_FUNCTIONS:
-                    job.words = tuple(response.registers)
-            if mismatch is None:
+                if response.isError():
+                    job.kind = _EXCEPTION
+                    job.code = int(response.exception_code)
+                else:
+                    job.kind = _OK
+                    if request.function in READ_FUNCTIONS:
+                        job.words = tuple(response.registers)
                 self._unanswered_in_row = 0
                 return
         finally:
