@@ -95,7 +95,7 @@ def _accepted(request: LimitRequest) -> LimitAccepted:
     return LimitAccepted(
         group=request.group,
         source=request.source,
-        amperes=None if amps is None else PerPhase(l1=amps[0], l2=amps[1], l3=amps[2]),
+        amperes=None if amps is None else PerPhase.model_validate(amps),
         kw=request.kw,
         valid_for_seconds=request.valid_for,
         cleared=request.clear,
